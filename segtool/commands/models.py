@@ -1,0 +1,119 @@
+"""`segtool models`: list, describe, install and verify segmentation models."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import _model_names
+
+
+@click.group()
+def models():
+    """List, describe, install and verify models."""
+
+
+def _human_size(path) -> str:
+    size = path.stat().st_size
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.0f} kB"
+
+
+def _where(name):
+    """(installed?, path or None, the spec with installed facts) for one model."""
+    from .. import registry
+
+    try:
+        model = registry.locate(name)
+        return True, model.path, model.spec
+    except registry.ModelNotInstalledError:
+        return False, None, registry.spec_for(name)
+
+
+@models.command("list")
+def list_models():
+    """A table of every model: input size, categories, installed or not, size, origin."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .. import registry
+
+    table = Table("name", "input", "categories", "installed", "size", "source")
+    for name in registry.load_manifest():
+        installed, path, spec = _where(name)
+        state = "bundled" if spec.bundled and installed else ("yes" if installed else "no")
+        table.add_row(name, f"{spec.input_width}x{spec.input_height}x{spec.input_channels}",
+                      str(len(spec.labels)), state, _human_size(path) if path else "-", spec.source_file)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@models.command()
+@click.argument("name", type=click.Choice(_model_names()))
+@click.option("--locale", default="en", show_default=True, help="Language of the labels.")
+def info(name, locale):
+    """Labels, normalization, checksums and origin of one model."""
+    installed, path, spec = _where(name)
+    click.echo(f"name           {spec.name} ({spec.title})")
+    click.echo(f"input          {spec.input_height}x{spec.input_width}x{spec.input_channels} (H x W x C), NHWC float32")
+    click.echo(f"normalization  (pixel - {spec.mean:g}) / {spec.std:g}")
+    click.echo(f"activation     {spec.activation}")
+    click.echo(f"file           {path if installed else 'not installed: segtool models install ' + name}")
+    click.echo(f"onnx sha256    {spec.onnx_sha256 or '-'}")
+    click.echo(f"source         {spec.source_url}")
+    click.echo(f"source sha256  {spec.source_sha256 or 'not pinned'}")
+    click.echo(f"license        {spec.license}")
+    locales = ", ".join(["en", *spec.localized_labels]) if spec.localized_labels else "en"
+    click.echo(f"labels ({locale}; has {locales}):")
+    for index, label in enumerate(spec.labels_for(locale)):
+        click.echo(f"  {index:>3}  {label}")
+
+
+@models.command()
+@click.argument("name", type=click.Choice(_model_names()))
+@click.option("--from", "source", metavar="DIR|URL", default=None,
+              help="A folder holding the model's TFLite file, or a URL (default: the official URL).")
+@click.option("--force", is_flag=True, help="Reinstall even if an intact copy is installed.")
+def install(name, source, force):
+    """Download (or copy), verify, convert and install a model into the user's model folder.
+
+    The folder is ~/.cache/segtool/models unless SEGTOOL_MODELS_DIR says otherwise.
+    """
+    from ..install import install as install_model
+
+    with _download_bar() as on_progress:
+        report = install_model(name, source=source, force=force, on_progress=on_progress)
+    if report.already:
+        click.echo(f"{name}: already installed at {report.path}")
+    else:
+        click.echo(f"{name}: installed at {report.path} (from {report.source})")
+
+
+class _download_bar:
+    """A rich download bar on a terminal; silent otherwise."""
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return lambda done, total: None
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self._bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                             console=Console(stderr=True), transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task("downloading", total=None)
+        return lambda done, total: self._bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if hasattr(self, "_bar"):
+            self._bar.__exit__(*exc)
+
+
+@models.command()
+def verify():
+    """Re-hash every installed model and say which are damaged (exit 1 if any)."""
+    from ..install import verify_all
+
+    damaged = 0
+    for report in verify_all():
+        click.echo(f"{report.name:<17} {report.state}" + (f": {report.detail}" if report.detail else ""))
+        damaged += report.state == "damaged"
+    sys.exit(1 if damaged else 0)

@@ -1,0 +1,35 @@
+"""Exceptions whose message is what the user reads: one line, naming the thing at fault."""
+
+
+class SegtoolError(Exception):
+    """Base class: the CLI prints ``str(error)`` on one line and moves on or exits."""
+
+    exit_code = 1
+
+
+class UsageError(SegtoolError, ValueError):
+    """The command line or API call asks for something that cannot work (a ValueError, as in MediaPipe)."""
+
+    exit_code = 2
+
+
+class InputError(SegtoolError):
+    """One input (image, video, path list) cannot be read; other inputs go on."""
+
+
+class OutputError(SegtoolError):
+    """An output cannot be written (permissions, full disk, unknown format)."""
+
+
+class ModelError(SegtoolError):
+    """A model is unknown, missing, damaged or not what its name says."""
+
+
+class ModelNotInstalledError(ModelError):
+    """A known model that needs `segtool models install NAME` first."""
+
+
+class ProviderError(SegtoolError):
+    """An execution provider was asked for that onnxruntime does not offer here."""
+
+    exit_code = 2

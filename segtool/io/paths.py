@@ -1,0 +1,56 @@
+"""Which files to process: command-line paths, folders and path lists on stdin."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Iterator, Sequence
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .jpe .jfif".split()
+)
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input file and the relative name its outputs take (sub-folders kept for --recursive)."""
+
+    path: Path
+    name: PurePath
+
+    @property
+    def stem(self) -> PurePath:
+        return self.name.with_suffix("")
+
+
+def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
+                  null_separated: bool = False) -> Iterator[InputItem]:
+    """Inputs to process, in order: files as given, directories expanded, ``-`` read from stdin.
+
+    A directory yields only files with an image extension; a file named explicitly is always
+    yielded, so that a bad one gets its own error instead of vanishing.
+    """
+    for item in items:
+        if item == "-":
+            yield from _paths_from_stream(stdin or sys.stdin, null_separated)
+        elif Path(item).is_dir():
+            yield from _images_in(Path(item), recursive)
+        else:
+            yield InputItem(Path(item), PurePath(Path(item).name))
+
+
+def _paths_from_stream(stream, null_separated: bool) -> Iterator[InputItem]:
+    text = stream.read()
+    parts = text.split("\0") if null_separated else text.splitlines()
+    for part in parts:
+        if part.strip():
+            yield InputItem(Path(part), PurePath(Path(part).name))
+
+
+def _images_in(folder: Path, recursive: bool) -> Iterator[InputItem]:
+    pattern = "**/*" if recursive else "*"
+    found = (p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    for path in sorted(found):
+        yield InputItem(path, PurePath(path.relative_to(folder)))
+
+

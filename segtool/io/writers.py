@@ -1,0 +1,116 @@
+"""Encoding outputs; every file is written under a temporary name and renamed when complete."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..errors import OutputError
+from .images import reason as _reason
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def ensure_dir(folder: Path) -> Path:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create output folder ({_reason(exc)})") from exc
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{folder}: output folder is not writable")
+    return Path(folder)
+
+
+def category_palette() -> list[int]:
+    """PASCAL VOC's colour map: index 0 black, then well-separated colours; 256 RGB triples."""
+    palette = []
+    for index in range(256):
+        red = green = blue = 0
+        value = index
+        for shift in range(7, -1, -1):
+            red |= ((value >> 0) & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+def write_category_png(path: Path, mask: np.ndarray) -> None:
+    """A palette PNG whose pixel values are the category indices."""
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette(category_palette())
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as stream:
+            np.save(stream, array)
+
+
+def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
+    """One float32 channel per category, named by its label."""
+    import OpenEXR
+
+    channels = {label: np.ascontiguousarray(m, dtype=np.float32) for label, m in zip(labels, masks)}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with atomic_output(path) as tmp:
+        with OpenEXR.File(header, channels) as exr:
+            exr.write(str(tmp))
+
+
+def read_exr(path: Path) -> dict[str, np.ndarray]:
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as exr:
+        return {name: channel.pixels for name, channel in exr.channels().items()}
+
+
+def write_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
+    """An RGB or RGBA uint8 picture in the format its extension names."""
+    import imageio.v3 as iio
+
+    suffix = Path(path).suffix.lower()
+    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+    if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
+        raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
+    with atomic_output(path) as tmp:
+        try:
+            iio.imwrite(tmp, image, plugin="pillow", extension=suffix, **options)
+        except (ValueError, KeyError) as exc:
+            raise OutputError(f"{path}: cannot encode as '{suffix}' ({_reason(exc)})") from exc
+
+
+def composite_extension(source: Path, override: Optional[str] = None) -> str:
+    """Composites keep the input's format unless told otherwise; odd formats fall back to PNG."""
+    if override:
+        return "." + override.lstrip(".").lower()
+    suffix = Path(source).suffix.lower()
+    return suffix if suffix in {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"} else ".png"
+
+
+def existing(paths: Iterable[Path]) -> bool:
+    return all(Path(p).is_file() for p in paths)

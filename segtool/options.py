@@ -1,0 +1,51 @@
+"""Options and results: small frozen dataclasses named as MediaPipe Tasks names them."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+
+class RunningMode(enum.Enum):
+    IMAGE = "image"
+    VIDEO = "video"
+    LIVE_STREAM = "live_stream"
+
+
+@dataclass(frozen=True)
+class ImageSegmenterOptions:
+    """What to run and what to return; fixed for the life of one ImageSegmenter.
+
+    ``model`` is a manifest name (``segtool models list``) or a path to an ONNX file
+    installed by segtool. ``device`` is ``auto``, ``cpu``, ``cuda`` or ``directml``.
+    """
+
+    model: str = "selfie"
+    running_mode: RunningMode = RunningMode.IMAGE
+    output_category_mask: bool = False
+    output_confidence_masks: bool = True
+    display_names_locale: str = "en"
+    result_callback: Optional[Callable[["SegmentationResult", Any, int], None]] = None
+    device: str = "auto"
+    num_threads: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ImageProcessingOptions:
+    """Rotate the image clockwise by this many degrees (a multiple of 90) before inference.
+
+    Masks still come back at the input's size and orientation.
+    """
+
+    rotation_degrees: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """``confidence_masks``: float32 (C, H, W) in label order, or None when not asked for.
+
+    ``category_mask``: uint8 (H, W) holding category indices, or None when not asked for.
+    """
+
+    confidence_masks: Optional[Any] = None
+    category_mask: Optional[Any] = None

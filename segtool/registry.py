@@ -1,0 +1,173 @@
+"""Model facts from models/manifest.json, where model files live, and checks that they are intact."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+from .errors import ModelError, ModelNotInstalledError
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    title: str
+    file: str
+    bundled: bool
+    input_height: int
+    input_width: int
+    input_channels: int
+    mean: float
+    std: float
+    activation: str
+    labels: tuple[str, ...]
+    source_url: str
+    source_file: str
+    source_sha256: Optional[str]
+    onnx_sha256: Optional[str] = None
+    localized_labels: dict = field(default_factory=dict)
+    license: str = ""
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input_height, self.input_width
+
+    def labels_for(self, locale: str = "en") -> tuple[str, ...]:
+        """Labels in ``locale`` when the model ships them, English otherwise."""
+        for key in (locale, locale.split("_")[0].split("-")[0]):
+            if key in self.localized_labels:
+                return tuple(self.localized_labels[key])
+        return self.labels
+
+    def with_facts(self, facts: dict) -> "ModelSpec":
+        """This spec updated with what conversion learned from the model file itself."""
+        return replace(self, **{k: v for k, v in _spec_fields(facts).items() if v is not None})
+
+
+def _spec_fields(entry: dict) -> dict:
+    source = entry.get("source", {})
+    size = entry.get("input", {})
+    norm = entry.get("normalization", {})
+    return {
+        "title": entry.get("title"),
+        "file": entry.get("file"),
+        "bundled": entry.get("bundled"),
+        "input_height": size.get("height"),
+        "input_width": size.get("width"),
+        "input_channels": size.get("channels"),
+        "mean": norm.get("mean"),
+        "std": norm.get("std"),
+        "activation": entry.get("activation"),
+        "labels": tuple(entry["labels"]) if "labels" in entry else None,
+        "localized_labels": entry.get("localized_labels"),
+        "source_url": source.get("url"),
+        "source_file": source.get("file"),
+        "source_sha256": source.get("sha256"),
+        "onnx_sha256": entry.get("onnx_sha256"),
+        "license": entry.get("license"),
+    }
+
+
+def bundled_dir() -> Path:
+    """models/ beside the package in a checkout; share/segtool/models in a wheel install."""
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if (checkout / MANIFEST_NAME).is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "segtool" / "models"
+
+
+def user_dir() -> Path:
+    """Where `segtool models install` puts models; SEGTOOL_MODELS_DIR overrides it."""
+    if os.environ.get("SEGTOOL_MODELS_DIR"):
+        return Path(os.environ["SEGTOOL_MODELS_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "segtool" / "models"
+
+
+def load_manifest(path: Optional[Path] = None) -> dict[str, ModelSpec]:
+    path = path or bundled_dir() / MANIFEST_NAME
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))["models"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot read the model manifest ({exc})") from exc
+    return {name: ModelSpec(name=name, **_defaults(_spec_fields(e))) for name, e in entries.items()}
+
+
+def _defaults(fields: dict) -> dict:
+    fields = dict(fields)
+    fields["localized_labels"] = fields.get("localized_labels") or {}
+    fields["license"] = fields.get("license") or ""
+    return fields
+
+
+def spec_for(name: str) -> ModelSpec:
+    specs = load_manifest()
+    if name not in specs:
+        raise ModelError(f"unknown model '{name}': choose one of {', '.join(specs)} (see `segtool models list`)")
+    return specs[name]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A spec together with the ONNX file that implements it."""
+
+    spec: ModelSpec
+    path: Path
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def installed_path(spec: ModelSpec) -> Path:
+    return user_dir() / spec.file
+
+
+def locate(name: str) -> ResolvedModel:
+    """Find a model's ONNX file and its facts; bundled first, then the user's model directory."""
+    spec = spec_for(name)
+    if spec.bundled:
+        path = bundled_dir() / spec.file
+        if path.is_file():
+            return ResolvedModel(spec, path)
+    path = installed_path(spec)
+    if not path.is_file():
+        raise ModelNotInstalledError(
+            f"model '{name}' is not installed: run `segtool models install {name}`"
+        )
+    return ResolvedModel(spec.with_facts(_read_sidecar(path)), path)
+
+
+def _read_sidecar(model_path: Path) -> dict:
+    try:
+        return json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"{model_path}: its install record is missing or damaged ({exc}); "
+            f"reinstall with `segtool models install {model_path.stem} --force`"
+        ) from exc
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(model: ResolvedModel) -> None:
+    """Raise ModelError unless the file's sha256 is the one recorded for it."""
+    expected = model.spec.onnx_sha256
+    if expected and sha256_of(model.path) != expected:
+        fix = (
+            "reinstall segtool" if model.spec.bundled
+            else f"reinstall with `segtool models install {model.spec.name} --force`"
+        )
+        raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {fix}")
