@@ -21,6 +21,13 @@ class OutputError(SegtoolError):
     """An output cannot be written (permissions, full disk, unknown format)."""
 
 
+class OutputStorageError(OutputError):
+    """The storage under the outputs refuses every write (full, over quota, read-only).
+
+    No later input could succeed either, so a batch stops here instead of failing each one.
+    """
+
+
 class ModelError(SegtoolError):
     """A model is unknown, missing, damaged or not what its name says."""
 

@@ -108,7 +108,7 @@ def convert_and_describe(spec: registry.ModelSpec, tflite: Path, onnx_path: Path
         raise ModelError(f"converting '{spec.name}' needs TensorFlow: pip install 'segtool[convert]' ({exc})") from exc
     height, width, channels = spec.input_height, spec.input_width, spec.input_channels
     try:
-        check_signature(tflite, [(1, height, width, channels)], [(1, height, width, len(spec.labels))])
+        check_signature(tflite, [(1, height, width, channels)], [(1, height, width, spec.output_channels)])
     except NotTFLiteError as exc:
         raise ModelError(f"{tflite.name}: not the expected '{spec.name}' model ({exc})") from exc
     convert_tflite(tflite, onnx_path)

@@ -38,6 +38,11 @@ class ModelSpec:
     def input_size(self) -> tuple[int, int]:
         return self.input_height, self.input_width
 
+    @property
+    def output_channels(self) -> int:
+        """Two-category models without softmax answer one probability channel (the second category)."""
+        return 1 if len(self.labels) == 2 and self.activation in ("none", "sigmoid") else len(self.labels)
+
     def labels_for(self, locale: str = "en") -> tuple[str, ...]:
         """Labels in ``locale`` when the model ships them, English otherwise."""
         for key in (locale, locale.split("_")[0].split("-")[0]):
@@ -75,7 +80,12 @@ def _spec_fields(entry: dict) -> dict:
 
 
 def bundled_dir() -> Path:
-    """models/ beside the package in a checkout; share/segtool/models in a wheel install."""
+    """models/ beside the package in a checkout; share/segtool/models in a wheel install.
+
+    SEGTOOL_BUNDLED_DIR overrides both (tests point it at a copy they may damage).
+    """
+    if os.environ.get("SEGTOOL_BUNDLED_DIR"):
+        return Path(os.environ["SEGTOOL_BUNDLED_DIR"]).expanduser()
     checkout = Path(__file__).resolve().parent.parent / "models"
     if (checkout / MANIFEST_NAME).is_file():
         return checkout
@@ -166,8 +176,11 @@ def verify(model: ResolvedModel) -> None:
     """Raise ModelError unless the file's sha256 is the one recorded for it."""
     expected = model.spec.onnx_sha256
     if expected and sha256_of(model.path) != expected:
-        fix = (
-            "reinstall segtool" if model.spec.bundled
-            else f"reinstall with `segtool models install {model.spec.name} --force`"
-        )
-        raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {fix}")
+        raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {reinstall_hint(model.spec)}")
+
+
+def reinstall_hint(spec: ModelSpec) -> str:
+    """How to get an intact copy: bundled models come with segtool, others from `models install`."""
+    if spec.bundled:
+        return "reinstall segtool (pip install --force-reinstall segtool)"
+    return f"reinstall with `segtool models install {spec.name} --force`"

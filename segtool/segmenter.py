@@ -120,7 +120,7 @@ class ImageSegmenter:
     def _tensor(self, frame: np.ndarray, rotation: int) -> np.ndarray:
         spec = self.spec
         tensor = image_to_tensor(frame, spec.input_size, mean=spec.mean, std=spec.std,
-                                 rotation_degrees=rotation)
+                                 rotation_degrees=rotation, input_channels=spec.input_channels)
         if spec.input_channels == 4:
             tensor = np.concatenate([tensor, self._mask_channel()], axis=2)
         return tensor

@@ -1,0 +1,169 @@
+"""Network output -> masks at image size, as MediaPipe Tasks' CPU TensorsToSegmentationCalculator.
+
+Source: ``mediapipe/tasks/cc/vision/image_segmenter/calculators/tensors_to_segmentation_calculator.cc``
+(MediaPipe 0.10.21), which treats the two outputs differently:
+
+* Confidence masks (``ProcessForConfidenceMaskCpu``): the activation is applied on the network's
+  grid, then each channel is resized with ``cv::resize(INTER_LINEAR)``: half-pixel centres, no
+  antialiasing. No resize when the sizes already match.
+* Category mask (``ProcessForCategoryMaskCpu``): its own bilinear interpolation of the *raw*
+  values, corner-aligned (``scale = (in - 1) / (out - 1)``), per output pixel; sigmoid is then
+  applied if it is the activation (softmax is skipped: it keeps the argmax); then
+  ``std::max_element``, so ties go to the lowest index.
+
+Rotation is where we differ on purpose: MediaPipe resizes the mask of the rotated tensor straight
+to the input's width x height without turning it back (for 90/270 on a non-square image it is
+rotated *and* stretched). We turn the network output back first, so masks line up with the input
+image. ``rotation_degrees=0`` gives MediaPipe's layout for any rotation.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+_F32 = np.float32
+ACTIVATIONS = ("none", "softmax", "sigmoid")
+_CHUNK_VALUES = 1 << 21  # values per chunk where the category mask interpolates exactly
+
+
+def postprocess(raw: np.ndarray, *, activation: str, image_size: tuple[int, int],
+                rotation_degrees: int = 0, confidence: bool = True, category: bool = False):
+    """Return ``(confidence_masks, category_mask)``; each is None unless asked for.
+
+    ``raw`` is float32 ``(h, w, C)``: one image's network output. ``confidence_masks`` is float32
+    ``(C, H, W)``; a one-channel model (a person probability p) gives two masks ``(1 - p, p)``.
+    ``category_mask`` is uint8 ``(H, W)`` of category indices; for one channel, 1 (person) where
+    p > 0.5, else 0. MediaPipe writes that mask the other way round, 0 for person and 255 for
+    background: ours == (MediaPipe's == 0), MediaPipe's == 255 * (1 - ours).
+    """
+    raw = _oriented(raw, rotation_degrees)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, not {activation!r}")
+    if activation == "softmax" and raw.shape[2] == 1:
+        raise ValueError("softmax needs more than one channel")
+    height, width = (int(v) for v in image_size)
+    masks = _confidence_masks(raw, activation, height, width) if confidence else None
+    labels = _category_mask(raw, activation, height, width) if category else None
+    return masks, labels
+
+
+def _oriented(raw: np.ndarray, rotation_degrees: int) -> np.ndarray:
+    """Turn the output of a tensor rotated clockwise back to the image's orientation (a view)."""
+    raw = np.asarray(raw, dtype=_F32)
+    if raw.ndim != 3 or 0 in raw.shape:
+        raise ValueError(f"expected one image's output (h, w, C), got shape {raw.shape}")
+    if rotation_degrees % 90:
+        raise ValueError(f"rotation_degrees must be a multiple of 90, not {rotation_degrees}")
+    return np.rot90(raw, (rotation_degrees // 90) % 4)
+
+
+# ---- confidence masks ---------------------------------------------------------------------
+
+def _confidence_masks(raw: np.ndarray, activation: str, height: int, width: int) -> np.ndarray:
+    planes = np.ascontiguousarray(np.moveaxis(_activate(raw, activation), 2, 0))
+    if raw.shape[2] == 1:  # (1 - p, p): background, person
+        out = np.empty((2, height, width), _F32)
+        _resize_into(planes[0], out[1])
+        np.subtract(_F32(1), out[1], out=out[0])
+        return out
+    out = np.empty((planes.shape[0], height, width), _F32)
+    for plane, mask in zip(planes, out):  # one resize per channel straight into the output
+        _resize_into(plane, mask)
+    return out
+
+
+def _activate(raw: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "softmax":  # StableSoftmax: subtract the max first
+        e = np.exp(raw - raw.max(axis=2, keepdims=True))
+        return e / e.sum(axis=2, keepdims=True)
+    if activation == "sigmoid":
+        return _sigmoid(raw)
+    return raw
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp(-x) -> inf gives the right limit, 0
+        return (_F32(1) / (_F32(1) + np.exp(-x))).astype(_F32, copy=False)
+
+
+def _resize_into(plane: np.ndarray, out: np.ndarray) -> None:
+    if plane.shape == out.shape:
+        out[...] = plane
+        return
+    resized = cv2.resize(plane, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_LINEAR)
+    if not np.may_share_memory(resized, out):  # an OpenCV that would not write into the view
+        out[...] = resized
+
+
+# ---- category mask ------------------------------------------------------------------------
+
+def _category_mask(raw: np.ndarray, activation: str, height: int, width: int) -> np.ndarray:
+    """MediaPipe's per-pixel interpolate-then-decide, computed only where it can matter.
+
+    An interpolated value is a convex combination of its 4 grid neighbours, so where all four
+    neighbours decide the same category the pixel does too: take the grid's decision there and
+    interpolate exactly (MediaPipe's float order) only at pixels whose neighbours disagree,
+    a band of output rows at a time to bound memory.
+    """
+    ys, xs = _corner_aligned(raw.shape[0], height), _corner_aligned(raw.shape[1], width)
+    labels, mixed = _grid_labels(raw, activation, ys, xs)
+    band = max(1, _CHUNK_VALUES // (max(raw.shape[1], width) * raw.shape[2]))
+    for start in range(0, height, band):
+        rows, cols = np.nonzero(mixed[start:start + band])
+        if rows.size:
+            values = _interpolate(raw, slice(start, start + band), rows, cols, ys, xs)
+            labels[rows + start, cols] = _decide(values, activation)
+    return labels
+
+
+def _grid_labels(raw: np.ndarray, activation: str, ys, xs):
+    """Each pixel's label from its top-left grid neighbour, and where its 4 neighbours disagree."""
+    (y0, y1, _), (x0, x1, _) = ys, xs
+    grid = _decide(raw, activation)
+    top, bottom = grid[y0], grid[y1]
+    labels = top[:, x0]
+    mixed = (labels != top[:, x1]) | (labels != bottom[:, x0]) | (labels != bottom[:, x1])
+    return labels, mixed
+
+
+def _decide(values: np.ndarray, activation: str) -> np.ndarray:
+    """Category per pixel from raw (..., C) values; one channel: 1 where p > 0.5.
+
+    Sigmoid is applied as MediaPipe does (float32 saturation can create ties); softmax is not.
+    """
+    if activation == "sigmoid":
+        values = _sigmoid(values)
+    if values.shape[-1] == 1:
+        return (values[..., 0] > 0.5).astype(np.uint8)
+    return values.argmax(axis=-1).astype(np.uint8)  # first maximum, like std::max_element
+
+
+def _interpolate(raw, band: slice, rows, cols, ys, xs) -> np.ndarray:
+    """MediaPipe's BilinearInterpolate: along y (for the band's output rows), then along x.
+
+    ``rows`` are relative to the band; returns the (pixels, C) values at (rows, cols).
+    """
+    (y0, y1, ty), (x0, x1, tx) = ys, xs
+    top, bottom = raw[y0[band]], raw[y1[band]]
+    along_y = top + (bottom - top) * ty[band, None, None]
+    left, right = along_y[rows, x0[cols]], along_y[rows, x1[cols]]
+    return left + (right - left) * tx[cols, None]
+
+
+@lru_cache(maxsize=32)
+def _corner_aligned(n_in: int, n_out: int):
+    """Neighbour indices and weight per output position: floor/ceil of ``i * (in-1)/(out-1)``.
+
+    float32 throughout, like MediaPipe. MediaPipe divides by zero when the image is one pixel
+    wide or high; we sample the first row/column there.
+    """
+    scale = _F32(n_in - 1) / _F32(n_out - 1) if n_out > 1 else _F32(0)
+    pos = np.arange(n_out, dtype=_F32) * scale
+    lo = np.maximum(np.floor(pos), 0).astype(np.intp)
+    hi = np.minimum(np.ceil(pos), n_in - 1).astype(np.intp)
+    t = np.clip(pos - lo.astype(_F32), 0, 1).astype(_F32)
+    for a in (lo, hi, t):
+        a.flags.writeable = False
+    return lo, hi, t
