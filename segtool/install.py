@@ -24,6 +24,8 @@ class InstallReport:
     path: Path
     already: bool = False
     source: str = ""
+    source_sha256: str = ""
+    pinned: bool = True
 
 
 def install(name: str, *, source: Optional[str] = None, force: bool = False,
@@ -42,12 +44,14 @@ def install(name: str, *, source: Optional[str] = None, force: bool = False,
     with tempfile.TemporaryDirectory(prefix="segtool-install-") as work:
         tflite, origin = fetch_tflite(spec, source, Path(work), on_progress)
         facts = convert_and_describe(spec, tflite, Path(work) / spec.file)
-        facts["source"] = {"sha256": registry.sha256_of(tflite), "from": origin}
+        source_sha256 = registry.sha256_of(tflite)
+        facts["source"] = {"sha256": source_sha256, "from": origin}
         with atomic_output(target) as tmp:
             shutil.copyfile(Path(work) / spec.file, tmp)
         with atomic_output(registry.sidecar_path(target)) as tmp:
             tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False), encoding="utf-8")
-    return InstallReport(name, target, source=origin)
+    return InstallReport(name, target, source=origin, source_sha256=source_sha256,
+                         pinned=bool(spec.source_sha256))
 
 
 def _intact(name: str) -> bool:
@@ -92,6 +96,8 @@ def download(url: str, destination: Path, on_progress: Progress) -> None:
 
 
 def _check_sha256(spec: registry.ModelSpec, path: Path, origin: str) -> None:
+    # A model with no pinned sha256 (multiclass: no copy was reachable to pin) is accepted on
+    # its TFLite signature alone; the CLI prints the sha256 it recorded so users can compare.
     if spec.source_sha256 and registry.sha256_of(path) != spec.source_sha256:
         raise ModelError(
             f"{origin}: sha256 {registry.sha256_of(path)[:16]}… is not the pinned "

@@ -85,6 +85,8 @@ def install(name, source, force):
         click.echo(f"{name}: already installed at {report.path}")
     else:
         click.echo(f"{name}: installed at {report.path} (from {report.source})")
+    if not report.already and not report.pinned:
+        click.echo(f"{name}: no sha256 is pinned for its source; recorded {report.source_sha256}", err=True)
 
 
 class _download_bar:
