@@ -1,6 +1,8 @@
 """The `segtool` command: a lazy Click group, shared option decorators, errors -> exit codes.
 
-Exit codes: 0 all inputs done, 1 some inputs failed, 2 usage error, 130/143 interrupted.
+Exit codes: 0 all inputs done; 1 some inputs failed, or something outside the command line
+refused (output folder not writable, disk full, model damaged or missing); 2 usage error (the
+command line itself); 130 SIGINT (Ctrl-C), 143 SIGTERM, with no partial output left behind.
 Heavy modules (numpy, onnxruntime, imageio) are imported by the subcommands only when they run.
 """
 from __future__ import annotations
@@ -49,6 +51,10 @@ def cli():
     segtool image portrait.jpg -o out/            out/portrait.confidence.npy
     segtool image photos/ --category-mask --blur -o out/
     find . -name '*.jpg' | segtool image - --category-mask -o masks/
+
+    
+    Exit status: 0 all done; 1 an input failed (one line each on stderr), or the output
+    folder, disk or model refused; 2 usage error; 130 Ctrl-C, 143 SIGTERM (no partial files).
     """
 
 
@@ -65,6 +71,17 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def interrupted(message: str, code: int) -> None:
+    """Exit after SIGINT/SIGTERM: no partial output may survive, whatever else arrives."""
+    # A second Ctrl-C while we tidy up must not cut the tidying short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    writers = sys.modules.get("segtool.io.writers")  # not loaded: nothing was being written
+    if writers is not None:
+        writers.remove_partial_outputs()
+    fail(message, code)
+
+
 def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -74,14 +91,34 @@ def main(argv=None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        fail("interrupted", 130)
+    except click.exceptions.Abort:  # Click's name for a KeyboardInterrupt
+        interrupted("interrupted", 130)
     except SegtoolError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        interrupted("interrupted", 130)
     except Terminated:
-        fail("terminated", 143)
+        interrupted("terminated", 143)
     except BrokenPipeError:
         sys.stderr.close()  # `segtool ... | head` is not an error
         sys.exit(0)
+    except Exception as exc:
+        signalled = _signal_behind(exc)
+        if signalled is None:
+            raise
+        interrupted(*(("terminated", 143) if isinstance(signalled, Terminated) else ("interrupted", 130)))
+
+
+def _signal_behind(exc: BaseException):
+    """The KeyboardInterrupt or Terminated an exception was raised from, if any.
+
+    A signal that lands while a C extension initialises (onnxruntime's import takes a while)
+    comes back as ImportError("initialization failed") chained to it: still an interruption.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -38,7 +38,8 @@ class ImageSegmenter:
         _check_options(options)
         model = registry.locate(options.model)
         registry.verify(model)
-        session = InferenceSession(model.path, device=options.device, num_threads=options.num_threads)
+        session = InferenceSession(model.path, device=options.device, num_threads=options.num_threads,
+                                   spin=options.busy_wait)
         _check_signature(model, session)
         return cls(options, model, session)
 
@@ -183,7 +184,7 @@ def _check_signature(model: registry.ResolvedModel, session: InferenceSession) -
     if tuple(session.input_shape[1:]) != expected:
         raise ModelError(
             f"{model.path}: input {tuple(session.input_shape[1:])} is not the {expected} of model "
-            f"'{model.spec.name}'; reinstall with `segtool models install {model.spec.name} --force`"
+            f"'{model.spec.name}'; {registry.reinstall_hint(model.spec)}"
         )
 
 

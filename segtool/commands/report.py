@@ -10,7 +10,12 @@ import click
 
 
 def item_json(report) -> str:
-    return json.dumps({
+    """One JSON line; file names that are not valid UTF-8 come out as \\udcXX escapes.
+
+    Python's json.loads turns those back into the surrogates os.fsencode maps to the original
+    bytes, so such a name still opens; written raw they would crash a UTF-8 stdout.
+    """
+    fields = {
         "input": str(report.input),
         "ok": report.ok,
         "skipped": report.skipped,
@@ -18,7 +23,13 @@ def item_json(report) -> str:
         "outputs": [str(p) for p in report.outputs],
         "categories": report.categories,
         "seconds": round(report.seconds, 4),
-    }, ensure_ascii=False)
+    }
+    text = json.dumps(fields, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(fields)
+    return text
 
 
 class Reporter:
@@ -31,12 +42,16 @@ class Reporter:
         self.failures: list = []
         self.done = 0
         self.skipped = 0
+        self.total: Optional[int] = None  # set by progress(); lets the summary count what was never tried
+        self.stopped_by = None  # the report that stopped the batch (full or read-only output disk)
         self.advance = lambda: None
 
     def __call__(self, report) -> None:
         if report.error:
             self.failures.append(report)
             click.echo(f"segtool: {report.error}", err=True)
+            if getattr(report, "stops_batch", False):
+                self.stopped_by = report
         elif report.skipped:
             self.skipped += 1
         else:
@@ -51,25 +66,43 @@ class Reporter:
     def summary(self) -> int:
         """Print the closing summary; return the exit code (1 when any input failed)."""
         if not self.quiet:
-            skipped = f", {self.skipped} skipped" if self.skipped else ""
-            click.echo(f"segtool: {self.done} done{skipped}, {len(self.failures)} failed", err=True)
-            for report in self.failures[:20] if len(self.failures) > 1 else []:
+            click.echo(f"segtool: {self._counts()}", err=True)
+            listed = self.failures[:20] if len(self.failures) > 1 else []
+            for report in listed:
                 click.echo(f"  failed: {report.input}", err=True)
+            if len(self.failures) > len(listed) > 0:
+                click.echo(f"  ... and {len(self.failures) - len(listed)} more", err=True)
         return 1 if self.failures else 0
+
+    def _counts(self) -> str:
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        text = f"{self.done} done{skipped}, {len(self.failures)} failed"
+        if self.stopped_by is not None:
+            seen = self.done + self.skipped + len(self.failures)
+            untried = f"{self.total - seen} not tried" if self.total is not None else "the rest not tried"
+            text += f"; stopped early, {untried} (output storage full or read-only)"
+        return text
 
 
 @contextlib.contextmanager
 def progress(reporter: Reporter, total: Optional[int], description: str) -> Iterator[None]:
     """A rich progress bar on stderr, only when stderr is a terminal and not --quiet."""
+    reporter.total = total
     if reporter.quiet or not sys.stderr.isatty():
         yield
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.speed:.1f}/s" if total else ""), TimeElapsedColumn(), TimeRemainingColumn())
+    class Rate(ProgressColumn):
+        # task.speed is None until rich has measured one: "{task.speed:.1f}" would crash then.
+        def render(self, task):
+            return Text(f"{task.speed:.1f}/s" if task.speed else "")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         reporter.advance = lambda: bar.advance(task)

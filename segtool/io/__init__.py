@@ -3,6 +3,7 @@
 paths    which files to process (arguments, folders, stdin)
 images   decode still images to upright RGB uint8
 writers  encode masks and pictures, always atomically
+video    frame sources and video writers (ffmpeg processes)
 """
 from .images import DEFAULT_MAX_PIXELS, read_image, reason, to_rgb8
 from .paths import IMAGE_EXTENSIONS, InputItem, expand_inputs
@@ -14,3 +15,8 @@ __all__ = [
     "composite_extension", "ensure_dir", "existing", "expand_inputs", "read_exr", "read_image",
     "reason", "to_rgb8", "write_category_png", "write_exr", "write_image", "write_npy",
 ]
+from .video import (VIDEO_EXTENSIONS, PreviewWindow, VideoInfo, VideoReader, VideoWriter, is_video_path,
+                    open_live, open_video)
+
+__all__ += ["VIDEO_EXTENSIONS", "PreviewWindow", "VideoInfo", "VideoReader", "VideoWriter", "is_video_path",
+            "open_live", "open_video"]

@@ -1,67 +1,192 @@
-"""Decoding still images to upright RGB uint8."""
+"""Decoding still images to upright RGB uint8.
+
+What a file gets (documented in `segtool image --help` and the README):
+- the first frame only of animated GIF/PNG/WebP and multi-page TIFF;
+- EXIF orientation applied, so masks line up with the image as a viewer shows it upright;
+- grayscale, palette, CMYK and 16-bit images as RGB as a viewer shows them; transparent
+  pixels laid over white (an opaque image reads exactly as MediaPipe reads it);
+- truncated or damaged pixel data is an error, never a partly grey image
+  (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False);
+- images over ``max_pixels`` are refused from their header, before any pixel is decoded.
+"""
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
+_EXIF_ORIENTATION = 0x0112
+# Modes np.asarray turns into something to_rgb8 understands; the rest go through Pillow's convert.
+_ARRAY_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
 def read_image(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode the first frame of ``path`` as upright (EXIF-rotated) RGB uint8 (H, W, 3).
 
-    Grayscale, palette, CMYK and 16-bit images become RGB as a viewer shows them; transparent
-    pixels are laid over white (an opaque image reads exactly as MediaPipe reads it).
+    Every failure is an InputError whose message names the file and says why, on one line.
     """
-    import imageio.v3 as iio
-
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
+    _check_regular_file(path)
     try:
-        with iio.imopen(path, "r", plugin="pillow") as image_file:
-            _check_pixels(path, image_file.properties(index=0).shape, max_pixels)
-            frame = image_file.read(index=0, rotate=True)
-            mode = image_file._image.mode
+        with _pillow_warnings_silenced(), _open(path) as image:
+            _check_pixels(path, image.size, max_pixels)
+            pixels = _pixels(image)
+            orientation = _orientation(image)
     except InputError:
         raise
-    except FileNotFoundError as exc:
-        raise InputError(f"{path}: no such file") from exc
-    except PermissionError as exc:
-        raise InputError(f"{path}: permission denied") from exc
-    except MemoryError as exc:
-        raise InputError(f"{path}: too large to decode in memory") from exc
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
-        raise InputError(f"{path}: not a readable image ({reason(exc)})") from exc
-    return to_rgb8(frame, mode)
+        raise _decode_error(path, exc, max_pixels) from exc
+    return _upright(to_rgb8(pixels), orientation)
 
 
-def _check_pixels(path: Path, shape: tuple, max_pixels: Optional[int]) -> None:
-    height, width = shape[0], shape[1]
-    if max_pixels and height * width > max_pixels:
+def _check_regular_file(path: Path) -> None:
+    # Checked before opening: a FIFO would block forever, a directory gives a confusing error.
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        broken = path.is_symlink()
+        raise InputError(f"{path}: {'broken symbolic link' if broken else 'no such file'}") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or reason(exc)})") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: not a regular file")
+    if info.st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+
+
+@contextlib.contextmanager
+def _pillow_warnings_silenced():
+    # Pillow warns of images over its own pixel limit (segtool applies --max-pixels instead)
+    # and of damaged EXIF blocks (read unrotated, as viewers do): extra lines nobody asked for
+    # between segtool's one line per input. Its errors still end in _decode_error.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        yield
+
+
+def _open(path: Path):
+    """Pillow reads only the header here; pixels are decoded by ``load`` in ``_pixels``."""
+    from PIL import Image
+
+    return Image.open(os.fspath(path))
+
+
+def _check_pixels(path: Path, size: tuple, max_pixels: Optional[int]) -> None:
+    width, height = size
+    if max_pixels and width * height > max_pixels:
         raise InputError(
-            f"{path}: {width}x{height} is {height * width:,} pixels, over the limit of "
+            f"{path}: {width}x{height} is {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (raise it with --max-pixels)"
         )
 
 
+def _pixels(image) -> np.ndarray:
+    image.load()  # where truncated or corrupt pixel data raises
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in _ARRAY_MODES:
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...: as Pillow shows them
+    return np.asarray(image)
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation 1-8; 1 when there is none or the EXIF block cannot be parsed.
+
+    A damaged EXIF block is not a damaged image: viewers show such files unrotated, so do we.
+    """
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # Pillow's EXIF parser raises assorted errors on malformed blocks
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(frame: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo EXIF orientation ``orientation`` (as Pillow's ImageOps.exif_transpose does)."""
+    transforms = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],                  # mirrored left-right
+        3: lambda a: a[::-1, ::-1],               # rotated 180
+        4: lambda a: a[::-1, :],                  # mirrored top-bottom
+        5: lambda a: a.transpose(1, 0, 2),        # mirrored along the main diagonal
+        6: lambda a: np.rot90(a, k=-1),           # stored 90 degrees anticlockwise
+        7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),  # mirrored along the anti-diagonal
+        8: lambda a: np.rot90(a, k=1),            # stored 90 degrees clockwise
+    }
+    # A writeable contiguous copy: callers may draw on it, and np.asarray(PIL image) is read-only.
+    return np.require(transforms[orientation](frame), np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> InputError:
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: no such file")
+    if isinstance(exc, PermissionError):
+        return InputError(f"{path}: permission denied")
+    if isinstance(exc, MemoryError):
+        return InputError(f"{path}: too large to decode in memory (lower --max-pixels)")
+    if isinstance(exc, Image.DecompressionBombError):
+        return _bomb_error(path, max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+    if isinstance(exc, UnidentifiedImageError):
+        return InputError(f"{path}: not an image, or a format segtool cannot read")
+    if "truncated" in str(exc).lower():
+        return InputError(f"{path}: truncated image (the pixel data ends early)")
+    return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
+
+
+def _bomb_error(path: Path, max_pixels: Optional[int], ceiling: int) -> InputError:
+    # Pillow refuses at open, before our own check, anything over twice MAX_IMAGE_PIXELS.
+    if max_pixels and max_pixels <= ceiling:
+        return InputError(f"{path}: over the limit of {max_pixels:,} pixels, refused before decoding "
+                          "(raise it with --max-pixels)")
+    return InputError(f"{path}: over {ceiling:,} pixels, Pillow's decompression-bomb ceiling "
+                      "(which --max-pixels cannot raise)")
+
+
 def to_rgb8(frame: np.ndarray, mode: str = "") -> np.ndarray:
-    """Any decoded frame (gray, gray+alpha, RGB, RGBA, CMYK; 8 or 16 bit) as RGB uint8."""
+    """Any image array as contiguous RGB uint8 (H, W, 3).
+
+    Shapes (H, W), (H, W, 1|2|3|4): gray, gray+alpha, RGB, RGBA; alpha is laid over white.
+    Values by dtype: bool 0/1; uint8/int8 as they are; 16-bit integers as 16-bit; wider integers
+    as 8-bit when they fit, else 16-bit; floats as 0..1. ``mode="CMYK"``: 4 channels of ink.
+    Anything else is a UsageError (a ValueError), as MediaPipe raises for a bad image.
+    """
+    frame = np.asarray(frame)
+    _check_shape(frame, mode)
     if mode == "CMYK":
-        return _cmyk_to_rgb(frame)
+        return _cmyk_to_rgb(_to_uint8(frame))
     frame = _to_uint8(frame)
     if frame.ndim == 2:
         frame = frame[:, :, None]
-    channels = frame.shape[2]
-    if channels in (2, 4):
+    if frame.shape[2] in (2, 4):
         frame = _over_white(frame[:, :, :-1], frame[:, :, -1])
     if frame.shape[2] == 1:
         frame = np.repeat(frame, 3, axis=2)
     return np.ascontiguousarray(frame)
+
+
+def _check_shape(frame: np.ndarray, mode: str) -> None:
+    channels = frame.shape[2] if frame.ndim == 3 else 1
+    if frame.ndim not in (2, 3) or not 1 <= channels <= 4 or frame.size == 0:
+        raise UsageError(f"an image must be (H, W) or (H, W, 1-4 channels) and not empty, not {frame.shape}")
+    if mode == "CMYK" and channels != 4:
+        raise UsageError(f"a CMYK image needs 4 channels, not {channels}")
+    if not (frame.dtype == bool or np.issubdtype(frame.dtype, np.integer)
+            or np.issubdtype(frame.dtype, np.floating)):
+        raise UsageError(f"image values must be bool, integer or float, not {frame.dtype}")
 
 
 def _to_uint8(frame: np.ndarray) -> np.ndarray:
@@ -70,9 +195,21 @@ def _to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == bool:
         return frame.astype(np.uint8) * 255
     if np.issubdtype(frame.dtype, np.integer):
-        bits = 16 if frame.max(initial=0) > 255 or frame.dtype.itemsize >= 2 else 8
-        return (frame.astype(np.uint32) >> (bits - 8)).clip(0, 255).astype(np.uint8)
-    return (np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return _int_to_uint8(frame)
+    # NaN has no brightness: black, rather than whatever the float->int cast makes of it.
+    # Clipped before the float32 cast, which would overflow on large float64 values.
+    clean = np.clip(np.nan_to_num(frame, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return (clean.astype(np.float32) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _int_to_uint8(frame: np.ndarray) -> np.ndarray:
+    # 16-bit dtypes come from 16-bit files and are scaled even when dark; plain numpy integer
+    # arrays (int32/int64) usually hold 8-bit values, so those are scaled only when they must be.
+    top = int(frame.max())
+    eight_bit = frame.dtype.itemsize == 1 or (frame.dtype.itemsize > 2 and top <= 255)
+    if eight_bit:
+        return np.clip(frame, 0, 255).astype(np.uint8)
+    return (np.clip(frame, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
 
 
 def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -83,14 +220,14 @@ def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 
 def _cmyk_to_rgb(frame: np.ndarray) -> np.ndarray:
-    # Pillow hands CMYK JPEGs over as stored; Adobe's inverted CMYK is the common case.
+    # The same arithmetic as Pillow's CMYK -> RGB (no colour management), for callers holding
+    # a CMYK array; read_image lets Pillow convert, having undone Adobe's inverted CMYK.
     cmyk = frame.astype(np.float32) / 255.0
     k = cmyk[:, :, 3:4]
     return np.ascontiguousarray(((1.0 - cmyk[:, :, :3]) * (1.0 - k) * 255.0 + 0.5).astype(np.uint8))
 
 
 def reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-

@@ -1,6 +1,7 @@
 """Which files to process: command-line paths, folders and path lists on stdin."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -27,8 +28,10 @@ def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
                   null_separated: bool = False) -> Iterator[InputItem]:
     """Inputs to process, in order: files as given, directories expanded, ``-`` read from stdin.
 
-    A directory yields only files with an image extension; a file named explicitly is always
-    yielded, so that a bad one gets its own error instead of vanishing.
+    A directory yields the files with an image extension. Anything that cannot be an image but
+    was clearly meant as one is still yielded, so that it gets its own error instead of
+    vanishing: a file named explicitly, and (without --recursive) a sub-folder named like an
+    image, e.g. ``holiday.jpg/``.
     """
     for item in items:
         if item == "-":
@@ -40,7 +43,10 @@ def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
 
 
 def _paths_from_stream(stream, null_separated: bool) -> Iterator[InputItem]:
-    text = stream.read()
+    # Read bytes where we can: file names need not be valid UTF-8, and os.fsdecode keeps
+    # undecodable bytes (as surrogates) so that the file still opens.
+    raw = getattr(stream, "buffer", stream).read()
+    text = os.fsdecode(raw) if isinstance(raw, bytes) else raw
     parts = text.split("\0") if null_separated else text.splitlines()
     for part in parts:
         if part.strip():
@@ -49,8 +55,13 @@ def _paths_from_stream(stream, null_separated: bool) -> Iterator[InputItem]:
 
 def _images_in(folder: Path, recursive: bool) -> Iterator[InputItem]:
     pattern = "**/*" if recursive else "*"
-    found = (p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    found = (p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and _wanted(p, recursive))
     for path in sorted(found):
         yield InputItem(path, PurePath(path.relative_to(folder)))
 
 
+def _wanted(path: Path, recursive: bool) -> bool:
+    # With --recursive a folder named like an image is descended into like any folder;
+    # without it, it is reported ("is a directory") rather than silently left out, and so is
+    # a broken symbolic link.
+    return path.is_file() or path.is_symlink() or (not recursive and path.is_dir())

@@ -2,39 +2,77 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import OutputError
+from ..errors import OutputError, OutputStorageError
 from .images import reason as _reason
+
+
+# Temporaries being written right now. The `finally` in atomic_output removes each one, but
+# a second signal can land inside that `finally`; the CLI then calls remove_partial_outputs.
+_PARTIAL: set[Path] = set()
+# Errors that say the storage itself is unusable, not just this one file.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
-    An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file.
+    An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file,
+    so a file at ``path`` is always complete: `--skip-existing` can trust it.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    _PARTIAL.add(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from exc
+        raise write_error(path, exc, "cannot write") from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        _discard(tmp)
+
+
+def _discard(tmp: Path) -> None:
+    # Best effort: this runs while another error is on its way out, and must not replace it.
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    _PARTIAL.discard(tmp)
+
+
+def remove_partial_outputs() -> None:
+    """Delete every temporary still being written (the CLI calls this when a signal ends a run)."""
+    for tmp in list(_PARTIAL):
+        _discard(tmp)
+
+
+def write_error(path: Path, exc: Exception, what: str) -> OutputError:
+    """One line naming ``path``; a full or read-only disk becomes an OutputStorageError."""
+    number = getattr(exc, "errno", None) or _errno_named_in(exc)
+    # strerror rather than str(exc): no "[Errno 28]" and no temporary file name in the line.
+    text = os.strerror(number) if number else _reason(exc)
+    if number in _STORAGE_ERRNOS:
+        return OutputStorageError(f"{path}: {what} ({text}); stopping, later outputs would fail too")
+    return OutputError(f"{path}: {what} ({text})")
+
+
+def _errno_named_in(exc: Exception) -> Optional[int]:
+    # C++ writers (OpenEXR) raise RuntimeError carrying strerror's text instead of an errno.
+    return next((n for n in _STORAGE_ERRNOS if os.strerror(n) in str(exc)), None)
 
 
 def ensure_dir(folder: Path) -> Path:
+    """Create ``folder`` if needed; an OutputError (exit status 1) when it cannot take files."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{folder}: cannot create output folder ({_reason(exc)})") from exc
+        raise write_error(folder, exc, "cannot create output folder") from exc
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{folder}: output folder is not writable")
     return Path(folder)
@@ -65,10 +103,21 @@ def write_category_png(path: Path, mask: np.ndarray) -> None:
         image.save(tmp, format="PNG", compress_level=1)
 
 
+class _WriteOnly:
+    """Hides that a stream is a real file, so numpy writes it through ``write`` in chunks.
+
+    On a real file np.save uses ndarray.tofile, which reports a full disk as an OSError with
+    no errno ("N requested and M written"); ``write`` raises ENOSPC like everything else.
+    """
+
+    def __init__(self, stream):
+        self.write = stream.write
+
+
 def write_npy(path: Path, array: np.ndarray) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as stream:
-            np.save(stream, array)
+            np.save(_WriteOnly(stream), array)
 
 
 def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
@@ -79,7 +128,10 @@ def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with atomic_output(path) as tmp:
         with OpenEXR.File(header, channels) as exr:
-            exr.write(str(tmp))
+            try:
+                exr.write(str(tmp))
+            except RuntimeError as exc:  # OpenEXR's C++ errors, a full disk among them
+                raise write_error(path, exc, "cannot write") from exc
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:

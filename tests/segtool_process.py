@@ -1,0 +1,65 @@
+"""Running the real `segtool` command in a subprocess, against a private copy of the models."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segtool import registry
+
+MODELS_NEEDED = ("selfie.onnx",)
+
+
+def segtool_command() -> list[str]:
+    """The installed console script when there is one (what users run), else the same entry point."""
+    script = Path(sys.executable).with_name("segtool")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from segtool.cli import main; main()"]
+
+
+def copy_models(target: Path) -> Path:
+    """A copy of the bundled models (manifest and ONNX files) that a test may damage."""
+    source = registry.bundled_dir()
+    missing = [name for name in MODELS_NEEDED if not (source / name).is_file()]
+    if missing:
+        pytest.skip(f"no converted models in {source} yet ({', '.join(missing)})")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.suffix in (".json", ".onnx"):
+            shutil.copy2(path, target / path.name)
+    return target
+
+
+@pytest.fixture
+def model_env(tmp_path) -> dict:
+    """Environment for a segtool subprocess: a private model copy, no user models, no colour."""
+    env = dict(os.environ)
+    env["SEGTOOL_BUNDLED_DIR"] = str(copy_models(tmp_path / "bundled-models"))
+    env["SEGTOOL_MODELS_DIR"] = str(tmp_path / "user-models")
+    env.pop("SEGTOOL_MODEL", None)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_segtool(args: list, env: dict, *, timeout: float = 300, **options) -> subprocess.CompletedProcess:
+    return subprocess.run(segtool_command() + [str(a) for a in args], env=env, capture_output=True,
+                          timeout=timeout, **options)
+
+
+def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return os.fsdecode(result.stderr).splitlines()
+
+
+def partial_files(folder: Path) -> list[Path]:
+    """Temporaries atomic_output left behind: there must never be any."""
+    return [p for p in Path(folder).rglob("*") if ".part-" in p.name]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative name, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
