@@ -22,6 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("astronaut", "grace_hopper")
 COLUMNS = ("input", "category", "blur", "replace", "cutout")
+# One row per other model: the photo it runs on and the composite flags shown.
+PER_MODEL = {
+    "selfie_landscape": ("astronaut", ("--blur",)),
+    "deeplab": ("chelsea", ("--blur", "--classes", "cat")),
+}
 CROP = {"grace_hopper": (slice(10, 150), slice(120, 260))}  # her cap's edge against the flag
 
 
@@ -40,6 +45,7 @@ def write_inputs(folder: Path) -> None:
     iio.imwrite(folder / "astronaut.png", data.astronaut())
     iio.imwrite(folder / "grace_hopper.png", iio.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
     iio.imwrite(folder / "coffee.png", data.coffee())
+    iio.imwrite(folder / "chelsea.png", data.chelsea())
 
 
 def hair_model_installed() -> bool:
@@ -97,6 +103,9 @@ def run_segtool(work: Path, hair: bool) -> None:
             "--no-confidence-masks", "-o", "refined", cwd=work)
     segtool("image", "grace_hopper.png", "--cutout", "--no-refine", "--no-confidence-masks", "-o", "unrefined",
             cwd=work)
+    for model, (stem, flags) in PER_MODEL.items():
+        segtool("image", f"{stem}.png", "--model", model, *flags, "--category-mask", "--no-confidence-masks",
+                "-o", model, cwd=work)
     if hair:
         segtool("image", "astronaut.png", "--model", "hair", "--recolor-hair", "copper", "--category-mask",
                 "--no-confidence-masks", "-o", "hair", cwd=work)
@@ -108,6 +117,10 @@ def save_gallery(work: Path, out: Path, width: int, hair: bool) -> list[Path]:
     if hair:
         sources.update({f"astronaut.hair-{column}.jpg": work / "hair" / f"astronaut.{column}.png"
                         for column in ("category", "recolor")})
+    for model, (stem, _) in PER_MODEL.items():
+        sources[f"{stem}.{model}-input.jpg"] = work / f"{stem}.png"
+        sources.update({f"{stem}.{model}-{column}.jpg": work / model / f"{stem}.{column}.png"
+                        for column in ("category", "blur")})
     for name, source in sources.items():
         save_small(read_picture(source), out / name, width)
     comparison = out / "refine.before-after.jpg"
@@ -147,8 +160,12 @@ def markdown(folder: Path) -> str:
             f"![hair recoloured]({folder}/astronaut.hair-recolor.jpg)\n")
     refine = ("\nEdge refinement, without and with it (a crop of the cut-out, enlarged; below, its alpha):\n\n"
               f"![before and after edge refinement]({folder}/refine.before-after.jpg)\n")
+    per_model = "\n| `--model` | input | category mask | composite |\n|---|---|---|---|\n" + "".join(
+        f"| `{model} {' '.join(flags)}` | " + " | ".join(
+            f"![{model} {c}]({folder}/{stem}.{model}-{c}.jpg)" for c in ("input", "category", "blur")) + " |\n"
+        for model, (stem, flags) in PER_MODEL.items())
     return ("### Gallery\n\nMade by `python scripts/make_gallery.py` with segtool itself.\n\n"
-            + header + rows + hair + refine)
+            + header + rows + per_model + hair + refine)
 
 
 if __name__ == "__main__":
