@@ -1,0 +1,95 @@
+"""`segtool webcam`: segment a live feed (camera, file or lavfi graph) into a window, device or file."""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+from .options import composite_options, model_options
+from .video import refuse_image_format, smooth_option
+
+
+@click.command()
+@click.option("--source", "-s", default=None, metavar="DEVICE|FILE|FORMAT:INPUT",
+              help="Any ffmpeg input: /dev/video0 (the default on Linux), talk.mp4 (played in real time), "
+                   "'lavfi:testsrc2=size=640x360:rate=30', 'avfoundation:0', 'dshow:video=NAME'.")
+@click.option("--output", "-o", default=None, metavar="FILE|/dev/videoN",
+              help="A video file (.mp4 .mkv .webm .mov), or a v4l2loopback device to use as a camera in calls.")
+@click.option("--preview/--no-preview", default=None,
+              help="Show a window (needs ffplay and a display). Default: on when there is no --output.")
+@model_options
+@composite_options
+@smooth_option
+@click.option("--quiet", "-q", is_flag=True, help="No status line or summary.")
+def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth, quiet):
+    """Segment a live feed (MediaPipe's LIVE_STREAM mode); Ctrl-C stops and finishes the output.
+
+    \b
+    segtool webcam --blur                                   preview window
+    segtool webcam --blur --output /dev/video10             virtual camera (v4l2loopback)
+    segtool webcam --source talk.mp4 --blur --output out.mp4
+
+    Frames are segmented as they arrive; when inference falls behind, the newest frame wins and
+    older ones are dropped. A status line reports frames per second and the latency from capture
+    to output. The preview uses ffplay, because OpenCV's headless build has no windows.
+    """
+    from .. import io as sio
+    from ..cli import Terminated
+    from ..options import ImageSegmenterOptions
+    from ..registry import spec_for
+    from ..video import LiveOutputs, run_live
+
+    name = _one_effect(composite)
+    preview = output is None if preview is None else preview
+    if not (output or preview):
+        raise click.UsageError("nowhere to send frames: give --output or --preview")
+    options = ImageSegmenterOptions(model=model, display_names_locale=display_names_locale,
+                                    device=device, num_threads=threads)
+    outputs = LiveOutputs(composite=name, smooth=smooth,
+                          effect_options=composite.effect_options(spec_for(model).labels_for(display_names_locale)))
+    with sio.open_live(source) as reader, contextlib.ExitStack() as stack:
+        info = reader.info
+        sinks = []
+        if preview:
+            sinks.append(stack.enter_context(sio.PreviewWindow(width=info.width, height=info.height, fps=info.fps)))
+        if output:
+            # the cut-out is the one effect with an alpha channel
+            sinks.append(stack.enter_context(sio.VideoWriter(
+                output, width=info.width, height=info.height, fps=info.fps,
+                channels=4 if name == "cutout" else 3, realtime=True)))
+        status_line = _StatusLine(quiet)
+        final = run_live(reader, options, outputs, sinks, on_status=status_line,
+                         stop_on=(KeyboardInterrupt, Terminated))
+        status_line.close()
+    if not quiet:
+        click.echo(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
+                   f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
+                   + (f" -> {output}" if output else ""), err=True)
+
+
+def _one_effect(composite) -> str:
+    refuse_image_format(composite)
+    names = composite.names
+    if len(names) != 1:
+        raise click.UsageError(f"a live feed takes one effect, not {len(names) or 'none'}: "
+                               "--blur, or another composite option")
+    return names[0]
+
+
+class _StatusLine:
+    """Frames per second and latency on one line that refreshes in place, on a terminal only."""
+
+    def __init__(self, quiet: bool):
+        self._live = not quiet and sys.stderr.isatty()
+        self._shown = False
+
+    def __call__(self, status) -> None:
+        if self._live:
+            click.echo(f"\r{status.fps:5.1f} fps  latency {status.latency_ms:4.0f} ms  "
+                       f"dropped {status.dropped}  {status.seconds:4.0f} s ", nl=False, err=True)
+            self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            click.echo(err=True)
