@@ -28,6 +28,10 @@ class ImageSegmenterOptions:
     result_callback: Optional[Callable[["SegmentationResult", Any, int], None]] = None
     device: str = "auto"
     num_threads: Optional[int] = None
+    # onnxruntime's idle threads spin, waiting for the next call: the lowest latency for
+    # back-to-back segment() calls, but CPU taken from threads decoding or encoding beside them
+    # (`segtool image` turns it off and runs several images at once instead).
+    busy_wait: bool = True
 
 
 @dataclass(frozen=True)

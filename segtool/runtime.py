@@ -1,6 +1,7 @@
-"""onnxruntime sessions and the choice of execution provider."""
+"""onnxruntime sessions, the choice of execution provider, and how many threads to use."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,10 +17,20 @@ DEVICE_PROVIDERS = {
     "directml": "DmlExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+_INSTALL_HINTS = {
+    "cuda": " (needs an NVIDIA GPU and onnxruntime-gpu in place of onnxruntime)",
+    "directml": " (pip install onnxruntime-directml, on Windows)",
+}
 
 
 def available_providers() -> list[str]:
     return list(ort.get_available_providers())
+
+
+def available_devices(available: Optional[Sequence[str]] = None) -> list[str]:
+    """The --device names onnxruntime can serve here, best first."""
+    available = available_providers() if available is None else available
+    return [name for name, provider in DEVICE_PROVIDERS.items() if provider in available]
 
 
 def choose_providers(device: str = "auto", available: Optional[Sequence[str]] = None) -> list[str]:
@@ -28,12 +39,10 @@ def choose_providers(device: str = "auto", available: Optional[Sequence[str]] = 
     if device == "auto":
         wanted = [p for p in DEVICE_PROVIDERS.values() if p in available]
     elif device in DEVICE_PROVIDERS:
-        provider = DEVICE_PROVIDERS[device]
-        if provider not in available:
-            offered = ", ".join(n for n, p in DEVICE_PROVIDERS.items() if p in available)
-            hint = " (pip install 'segtool[gpu]' for CUDA)" if device == "cuda" else ""
-            raise ProviderError(f"device '{device}' is not available here; available: {offered}{hint}")
-        wanted = [provider]
+        if DEVICE_PROVIDERS[device] not in available:
+            raise ProviderError(f"device '{device}' is not available here; available: "
+                                f"{', '.join(available_devices(available))}{_INSTALL_HINTS.get(device, '')}")
+        wanted = [DEVICE_PROVIDERS[device]]
     else:
         raise ProviderError(f"unknown device '{device}': choose auto, cpu, cuda or directml")
     if DEVICE_PROVIDERS["cpu"] not in wanted:
@@ -41,24 +50,119 @@ def choose_providers(device: str = "auto", available: Optional[Sequence[str]] = 
     return wanted
 
 
-def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# ---- threads --------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a container's CPU quota."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(count, quota) if quota else count)
+
+
+def _cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> Optional[int]:
+    # cgroup v2 "max 100000" (no limit) or "150000 100000" (1.5 CPUs); rounded up.
+    try:
+        quota, period = path.read_text().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical cores among the usable CPUs: SMT siblings share one core's arithmetic units."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology / "physical_package_id").read_text().strip() + ":" +
+                      (topology / "core_id").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))  # no topology (not Linux, or hidden): count logical CPUs
+    return max(1, min(len(cores), usable_cpus()))
+
+
+def default_threads(jobs: int = 1) -> int:
+    """onnxruntime intra-op threads: the physical cores shared out among ``jobs`` concurrent runs.
+
+    One run at a time (the API, video) gets every core, as onnxruntime itself would choose:
+    measured on 2 idle cores, 2 spinning threads beat 1 on every model (selfie 1.2 vs 1.8 ms,
+    hair 11.5 vs 15.5, DeepLab 8.0 vs 10.3). `segtool image` keeps several images in flight,
+    and each inference then does best on its own core.
+    """
+    return max(1, physical_cores() // max(1, jobs))
+
+
+def default_jobs() -> int:
+    """Images in flight in `segtool image`: one per CPU, at least 2 so decode/encode overlap inference."""
+    return max(2, usable_cpus())
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks for reuse instead of handing them back to the system.
+
+    Each image allocates and frees arrays of megabytes (tensor, masks, composites). By default
+    glibc maps those afresh and unmaps them on free, so every call pays a page fault per 4 KiB
+    touched: on the 2-core VM of BENCHMARKS.md that was half of hair's segment() (8 of 16 ms
+    for the 4 MB input tensor) and 12% of `segtool image`'s throughput. Blocks up to 32 MiB
+    (glibc's ceiling) now come from the heap, whose free top is kept up to 1 GiB. The process
+    keeps its peak memory instead of returning it between images. glibc only; no-op elsewhere,
+    or with SEGTOOL_KEEP_FREED_MEMORY=0.
+    """
+    if os.environ.get("SEGTOOL_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return False
+
+
+# ---- sessions -------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the nvidia-* wheels before the first CUDA session (onnxruntime-gpu >= 1.21).
+
+    Without it the CUDA provider finds those libraries only through LD_LIBRARY_PATH; a provider
+    that fails to load makes onnxruntime fall back to CPU silently, which InferenceSession
+    turns into an error when CUDA was asked for.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
 
 
 class InferenceSession:
-    """One ONNX model loaded for inference; takes and returns NHWC float32 batches."""
+    """One ONNX model loaded for inference; takes and returns NHWC float32 batches.
 
-    def __init__(self, model_path: Path, *, device: str = "auto", num_threads: Optional[int] = None):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+    ``spin``: let onnxruntime's idle threads busy-wait for the next run. That shaves a little
+    latency off back-to-back runs, but steals CPU from threads decoding and encoding beside it.
+    """
+
+    def __init__(self, model_path: Path, *, device: str = "auto", num_threads: Optional[int] = None,
+                 spin: bool = True):
         providers = choose_providers(device)
+        keep_freed_memory()  # per-image arrays get reused instead of page-faulted in every call
+        if DEVICE_PROVIDERS["cuda"] in providers:
+            _preload_cuda_libraries()
         try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=providers)
+            threads = num_threads or default_threads()
+            self._session = ort.InferenceSession(str(model_path), _session_options(threads, spin),
+                                                 providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
+        _check_provider_started(device, self._session.get_providers())
         first_input = self._session.get_inputs()[0]
         self._input_name = first_input.name
         self._output_name = self._session.get_outputs()[0].name
@@ -74,6 +178,25 @@ class InferenceSession:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self._output_name], {self._input_name: batch})[0]
+
+
+def _session_options(num_threads: int, spin: bool) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1  # these graphs are chains: nothing runs side by side
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _check_provider_started(device: str, active: Sequence[str]) -> None:
+    """onnxruntime drops a provider whose libraries fail to load; asked for by name, that is an error."""
+    wanted = DEVICE_PROVIDERS.get(device)
+    if device not in ("auto", "cpu") and wanted not in active:
+        raise ProviderError(f"device '{device}': onnxruntime offers {wanted} but could not start it "
+                            f"(its libraries failed to load; `segtool info` lists what is installed)")
 
 
 def _first_line(exc: Exception) -> str:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import composite_options, mask_options, model_options, output_dir_option
+from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option
 from .report import Reporter, progress
 
 
@@ -15,6 +15,7 @@ from .report import Reporter, progress
 @mask_options
 @composite_options
 @output_dir_option
+@jobs_option
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
 @click.option("-0", "--null", "null_separated", is_flag=True, help="Paths on stdin are NUL-separated.")
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose outputs all exist (resume a run).")
@@ -24,7 +25,7 @@ from .report import Reporter, progress
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, out_dir, recursive, null_separated,
+          confidence_format, composite, out_dir, jobs, recursive, null_separated,
           skip_existing, max_pixels, as_json, quiet, verbose):
     """Segment images: files, folders, or '-' for paths on stdin.
 
@@ -34,19 +35,27 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
       <stem>.confidence.npy      float32 (C, H, W), channels in label order
       <stem>.confidence.exr      one float channel per category, named by label
       <stem>.blur.<ext>          background blurred, subject sharp (--blur)
+      <stem>.replace.<ext>       background replaced (--replace-bg IMAGE|COLOR)
+      <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
+      <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
+    <ext> is the input's unless --composite-format says otherwise.
     """
     from .. import io as sio
     from ..options import ImageSegmenterOptions
     from ..pipeline import ImageOutputs, run_images
+    from ..runtime import default_jobs, default_threads
     from ..segmenter import ImageSegmenter
 
     composites = composite.names
     if not (category_mask or confidence_masks or composites):
-        raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or --blur")
+        raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
+                               "(--blur, --replace-bg, --cutout, --recolor-hair)")
+    jobs = jobs or default_jobs()
     options = ImageSegmenterOptions(
         model=model, output_category_mask=category_mask,
         output_confidence_masks=confidence_masks or bool(composites),
-        display_names_locale=display_names_locale, device=device, num_threads=threads,
+        display_names_locale=display_names_locale, device=device, num_threads=threads or default_threads(jobs),
+        busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
     items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated))
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
@@ -54,10 +63,10 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         outputs = ImageOutputs(
             out_dir=Path(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
             confidence_format=confidence_format, composites=composites,
-            effect_options=composite.effect_options(segmenter.labels),
-            skip_existing=skip_existing, max_pixels=max_pixels,
+            effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
+            skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
         )
         sio.ensure_dir(outputs.out_dir)
         with progress(reporter, len(items), "segmenting"):
-            run_images(items, segmenter, outputs, on_item=reporter)
+            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs)
     raise SystemExit(reporter.summary())

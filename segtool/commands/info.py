@@ -1,4 +1,4 @@
-"""`segtool info`: versions, execution providers and the models this machine has."""
+"""`segtool info`: versions, execution providers, thread defaults and the models this machine has."""
 from __future__ import annotations
 
 import platform
@@ -8,23 +8,46 @@ import click
 
 @click.command()
 def info():
-    """Print versions, onnxruntime's execution providers and the models found."""
+    """Print versions, onnxruntime's execution providers, thread defaults and the models found."""
     import numpy
     import onnxruntime
 
     from .. import __version__, registry
-    from ..runtime import available_providers, choose_providers
+    from ..runtime import (DEVICE_PROVIDERS, available_devices, available_providers, choose_providers,
+                           default_jobs, default_threads, physical_cores, usable_cpus)
 
-    click.echo(f"segtool      {__version__}")
-    click.echo(f"python       {platform.python_version()} ({platform.machine()})")
-    click.echo(f"onnxruntime  {onnxruntime.__version__}")
-    click.echo(f"numpy        {numpy.__version__}")
-    click.echo(f"providers    {', '.join(available_providers())}")
-    click.echo(f"auto picks   {choose_providers('auto')[0]}")
-    click.echo(f"bundled dir  {registry.bundled_dir()}")
-    click.echo(f"user dir     {registry.user_dir()}  (SEGTOOL_MODELS_DIR)")
+    auto = choose_providers("auto")[0]
+    rows = [
+        ("segtool", __version__),
+        ("python", f"{platform.python_version()} ({platform.machine()})"),
+        ("onnxruntime", f"{onnxruntime.__version__} ({_build(onnxruntime)})"),
+        ("numpy", numpy.__version__),
+        ("providers", ", ".join(available_providers())),
+        ("devices", ", ".join(available_devices())),
+        ("auto picks", next(name for name, provider in DEVICE_PROVIDERS.items() if provider == auto)),
+        ("cpus", f"{usable_cpus()} usable, {physical_cores()} physical cores"),
+        ("threads", f"{default_threads()} per segmenter; `segtool image`: {default_jobs()} jobs x "
+                    f"{default_threads(default_jobs())} threads"),
+        ("bundled dir", registry.bundled_dir()),
+        ("user dir", f"{registry.user_dir()}  (SEGTOOL_MODELS_DIR)"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<12} {value}")
     for name in registry.load_manifest():
         try:
-            click.echo(f"model        {name:<17} {registry.locate(name).path}")
-        except registry.ModelError as exc:
-            click.echo(f"model        {name:<17} not installed")
+            click.echo(f"{'model':<12} {name:<17} {registry.locate(name).path}")
+        except registry.ModelError:
+            click.echo(f"{'model':<12} {name:<17} not installed (segtool models install {name})")
+
+
+def _build(onnxruntime) -> str:
+    # The GPU wheel is a different distribution with the same module name: say which one this is.
+    from importlib import metadata
+
+    for dist in ("onnxruntime-gpu", "onnxruntime-directml", "onnxruntime"):
+        try:
+            metadata.version(dist)
+            return dist
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown build"

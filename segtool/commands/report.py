@@ -107,3 +107,6 @@ def progress(reporter: Reporter, total: Optional[int], description: str) -> Iter
         task = bar.add_task(description, total=total)
         reporter.advance = lambda: bar.advance(task)
         yield
+        # A video's frame count is estimated from its duration; end on the count actually done.
+        bar.update(task, total=bar.tasks[0].completed)
+        bar.refresh()

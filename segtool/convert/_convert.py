@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ConversionError, ConversionReport
+from .fast_graph import decompose_prelu
 from .metadata import NotTFLiteError, read_signature, read_tensor_names
 
 BATCH = "batch"
@@ -79,6 +80,7 @@ def convert(tflite_path, onnx_path, *, opset: int, tflite_tie_order: bool, batch
             raise ConversionError(f"tf2onnx failed on {tflite_path}: {exc}") from exc
     _check_no_tflite_ops(model, tflite_path, state.errors)
     drop_identity_reshapes(model)
+    decompose_prelu(model)
     canonicalize_names(model, keep=read_tensor_names(data))
     _check_model(onnx, model, tflite_path)
     dynamic, batch_diff = _try_dynamic_batch(model, batch_inputs, signature.inputs[0].shape)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# segtool on an NVIDIA GPU: install the GPU extra, CUDA masks == CPU masks, throughput at batch 1/8/32.
+#
+#   scripts/gpu_check.sh [WHEELS_DIR] [-- gpu_check.py options]
+#
+# Run from anywhere on a machine with an NVIDIA driver and Python 3.12. WHEELS_DIR (default .whl)
+# holds onnxruntime_gpu-*.whl, or its pieces as made by `split -b 45M` under WHEELS_DIR/parts
+# (NAME.whl.part-aa, -ab, ...; checked against WHEELS_DIR/parts/SHA256SUMS when present). They are
+# installed with --no-deps into a private folder put first on PYTHONPATH, so the machine's own
+# (CPU) onnxruntime stays as it is. The CUDA and cuDNN libraries come from the nvidia-* wheels
+# already installed (onnxruntime.preload_dlls() loads them; LD_LIBRARY_PATH is the fallback).
+# The hair model is used when SEGTOOL_MODELS_DIR holds it (`segtool models install hair`).
+# The report goes to stdout and, when $OUT is set (the device tool's output folder), $OUT/gpu_check.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WHEELS=${1:-.whl}
+[ "$#" -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+SITE=${SEGTOOL_GPU_SITE:-/tmp/segtool-gpu-site}
+PYTHON=${PYTHON:-python3}
+
+assemble() {  # pieces -> the wheel, under its own name (pip needs it)
+  local first name
+  first=$(ls "$WHEELS"/parts/*.whl.part-aa 2>/dev/null | head -n 1) || true
+  [ -n "$first" ] || return 0
+  name=$(basename "$first" .part-aa)
+  cat "$WHEELS"/parts/"$name".part-* > "$WHEELS/$name"
+  if [ -f "$WHEELS/parts/SHA256SUMS" ]; then
+    (cd "$WHEELS" && sed "s#  .*/#  #" parts/SHA256SUMS | sha256sum -c --quiet -) || { echo "gpu_check: $name is damaged" >&2; exit 1; }
+  fi
+  echo "gpu_check: assembled $name" >&2
+}
+
+nvidia_lib_dirs() {  # lib folders of the nvidia-* wheels, for LD_LIBRARY_PATH
+  "$PYTHON" - <<'EOF'
+import pathlib
+try:
+    import nvidia
+except ImportError:
+    raise SystemExit
+print(":".join(str(p) for root in nvidia.__path__ for p in sorted(pathlib.Path(root).glob("*/lib"))))
+EOF
+}
+
+assemble
+ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "gpu_check: no wheel in $WHEELS" >&2; exit 2; }
+started=$(date +%s)
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+echo "gpu_check: installed $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')in $(( $(date +%s) - started )) s" >&2
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+extra=$(nvidia_lib_dirs)
+export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONUNBUFFERED=1
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 || true
+"$PYTHON" -c "from segtool.cli import main; main(['info'])"
+report=${OUT:+$OUT/gpu_check.md}
+"$PYTHON" scripts/gpu_check.py ${report:+--out "$report"} "$@"
