@@ -33,6 +33,15 @@ def available_devices(available: Optional[Sequence[str]] = None) -> list[str]:
     return [name for name, provider in DEVICE_PROVIDERS.items() if provider in available]
 
 
+# TF32 convolutions (CUDA's default on Ampere and later) move confidences by up to 5e-2:
+# masks must match the CPU's and MediaPipe's, so CUDA runs in full float32.
+PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"use_tf32": "0"}}
+
+
+def _with_options(provider: str):
+    return (provider, PROVIDER_OPTIONS[provider]) if provider in PROVIDER_OPTIONS else provider
+
+
 def choose_providers(device: str = "auto", available: Optional[Sequence[str]] = None) -> list[str]:
     """Providers for a session, best first; CPU always closes the list as the fallback."""
     available = list(available_providers() if available is None else available)
@@ -159,7 +168,7 @@ class InferenceSession:
         try:
             threads = num_threads or default_threads()
             self._session = ort.InferenceSession(str(model_path), _session_options(threads, spin),
-                                                 providers=providers)
+                                                 providers=[_with_options(p) for p in providers])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
         _check_provider_started(device, self._session.get_providers())
