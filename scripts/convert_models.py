@@ -15,7 +15,6 @@ Needs the conversion and dev extras: pip install -e '.[dev]'
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))  # run against this checkout, installed or not
 
 from segtool.convert import ConversionError, compare_with_tflite, convert_tflite  # noqa: E402
 from segtool.convert.metadata import NotTFLiteError, check_signature, read_metadata  # noqa: E402
+from segtool.registry import sha256_of  # noqa: E402
 
 TOLERANCE = 1e-3
 DOWNLOAD_TIMEOUT_S = 60
@@ -87,14 +87,6 @@ def select_models(manifest: dict, names: str | None) -> list[str]:
     if unknown:
         raise SystemExit(f"error: unknown model(s) {', '.join(unknown)}; choose from {', '.join(models)}")
     return chosen
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_source(name: str, entry: dict, args, workdir: Path) -> Path:

@@ -51,6 +51,23 @@ def run_segtool(args: list, env: dict, *, timeout: float = 300, **options) -> su
                           timeout=timeout, **options)
 
 
+def run_on_terminal(args: list, env: dict, *, timeout: float = 60) -> tuple[int, bytes]:
+    """Run segtool with stderr on a pseudo-terminal (as a user at a shell sees it): (exit, bytes shown)."""
+    import contextlib
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the command has exited
+        while chunk := os.read(controller, 4096):
+            shown += chunk
+    os.close(controller)
+    return process.wait(timeout=timeout), shown
+
+
 def stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
     return os.fsdecode(result.stderr).splitlines()
 

@@ -1,7 +1,6 @@
 """Bad input through the real `segtool image`: one line per bad file, the rest done, exit 1."""
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 import badinput_corpus as corpus
-from segtool_process import (model_env, partial_files, run_segtool, segtool_command,  # noqa: F401 (fixture)
+from segtool_process import (partial_files, run_on_terminal, run_segtool,
                              stderr_lines)
 
 
@@ -133,18 +132,9 @@ def test_read_only_output_folder_is_one_line_exit_1(tmp_path, model_env, read_on
 
 
 def test_progress_bar_on_a_terminal_with_a_bad_input(tmp_path, model_env):
-    import pty
 
     folder = tmp_path / "in"
     corpus.write_tree(folder, {"good.png": corpus.png(corpus.chelsea()), "bad.jpg": b"nope"})
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(segtool_command() + ["image", str(folder), "-o", str(tmp_path / "out")],
-                               env=model_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
-    os.close(terminal)
-    shown = b""
-    with contextlib.suppress(OSError):  # EIO once the command has exited
-        while chunk := os.read(controller, 4096):
-            shown += chunk
-    os.close(controller)
-    assert process.wait(timeout=60) == 1, shown
+    code, shown = run_on_terminal(["image", folder, "-o", tmp_path / "out"], model_env)
+    assert code == 1, shown
     assert b"Traceback" not in shown and b"bad.jpg: not an image" in shown and b"1 done, 1 failed" in shown

@@ -10,7 +10,7 @@ import pytest
 
 import badinput_corpus as corpus
 from segtool import registry
-from segtool_process import model_env, run_segtool, stderr_lines  # noqa: F401 (fixture)
+from segtool_process import run_segtool, stderr_lines
 
 BUNDLED_HINT = "reinstall segtool (pip install --force-reinstall segtool)"
 

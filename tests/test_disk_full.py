@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import badinput_corpus as corpus
-from segtool_process import model_env, partial_files, run_segtool, stderr_lines  # noqa: F401 (fixture)
+from segtool_process import partial_files, run_segtool, stderr_lines
 
 IMAGES = 12
 
@@ -43,20 +43,6 @@ def assert_stopped_on_full_disk(result, out):
     assert "stopped early" in lines[-1] or any("stopped early" in line for line in lines)
     assert partial_files(out) == []
     assert_all_outputs_whole(out)
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 2 MiB file system of its own: real ENOSPC from the kernel (needs root and mount)."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root; the in-process variant below still runs")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_real_full_disk_stops_the_batch_cleanly(many_images, small_tmpfs, model_env):

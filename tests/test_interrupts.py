@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import badinput_corpus as corpus
-from segtool_process import (model_env, partial_files, run_segtool, segtool_command,  # noqa: F401
+from segtool_process import (partial_files, run_segtool, segtool_command,
                              snapshot, stderr_lines)
 
 KILLS = 6

@@ -12,7 +12,7 @@ import pytest
 
 from segtool import registry, runtime
 from segtool.errors import ProviderError
-from segtool_process import model_env, run_segtool, stderr_lines  # noqa: F401
+from segtool_process import run_segtool, stderr_lines
 
 CPU, CUDA, DML = "CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider"
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from segtool import pipeline
 from segtool.io import InputItem
-from segtool_process import model_env, run_segtool, segtool_command, snapshot, stderr_lines  # noqa: F401
+from segtool_process import run_segtool, segtool_command, snapshot, stderr_lines
 
 
 def _picture(index: int, size=(72, 96)) -> Image.Image:

@@ -1,9 +1,6 @@
 """`segtool video`: frame sources, writers, the streaming pipeline and the command, on synthetic clips."""
 from __future__ import annotations
 
-import contextlib
-import os
-import pty
 import signal
 import subprocess
 import threading
@@ -22,8 +19,7 @@ from segtool.io.video import parse_header, parse_rate
 from segtool.options import SegmentationResult
 from segtool.video import (MASK_VIDEO, QUEUE_DEPTH, Smoother, StrictClock, VideoOutputs, run_video,
                            smooth_confidence)
-from segtool_process import model_env, partial_files, run_segtool, segtool_command, stderr_lines  # noqa: F401
-from test_disk_full import small_tmpfs  # noqa: F401 (fixture)
+from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, stderr_lines
 
 FRAMES = 45  # 1.5 s at 30 fps
 
@@ -381,16 +377,8 @@ def test_command_stopped_midway_leaves_nothing(tmp_path, model_env, stop, code):
 
 
 def test_command_progress_bar_on_a_terminal(tmp_path, clip, model_env):
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(segtool_command() + ["video", str(clip), "--blur", "-o", str(tmp_path / "o.mp4")],
-                               env=model_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
-    os.close(terminal)
-    shown = b""
-    with contextlib.suppress(OSError):  # EIO once the command has exited
-        while chunk := os.read(controller, 4096):
-            shown += chunk
-    os.close(controller)
-    assert process.wait(timeout=60) == 0, shown
+    code, shown = run_on_terminal(["video", clip, "--blur", "-o", tmp_path / "o.mp4"], model_env)
+    assert code == 0, shown
     assert b"Traceback" not in shown and b"45 frames at 30 fps" in shown
     assert "━".encode() in shown and b"45/45" in shown  # rich's bar, counting frames
 

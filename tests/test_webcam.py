@@ -16,7 +16,7 @@ from segtool.errors import InputError, UsageError
 from segtool.io.video import encoder_args, live_input
 from segtool.options import ImageSegmenterOptions, RunningMode, SegmentationResult
 from segtool.video import LiveOutputs, run_live
-from segtool_process import model_env, partial_files, run_segtool, segtool_command, stderr_lines  # noqa: F401
+from segtool_process import partial_files, run_segtool, segtool_command, stderr_lines
 
 TESTSRC = "lavfi:testsrc2=size=320x240:rate=30"
 
