@@ -117,10 +117,10 @@ def test_segmenter_matches_mediapipe(case):
 def test_pipeline_matches_mediapipe(case):
     ort = pytest.importorskip("onnxruntime")
     model, fixture, image = load_case(case)
-    spec = registry.spec_for(model)
-    path = ROOT / "models" / spec.file
-    if not path.is_file():
-        pytest.skip(f"{path.relative_to(ROOT)} is absent (scripts/convert_models.py makes it)")
+    try:
+        spec, path = registry.locate(model).spec, registry.locate(model).path
+    except ModelNotInstalledError as exc:
+        pytest.skip(str(exc))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rotation = int(fixture["rotation_degrees"])
     tensor = image_to_tensor(image, spec.input_size, mean=spec.mean, std=spec.std,
