@@ -157,6 +157,15 @@ class Latency:
     mediapipe: list = field(default_factory=list)
 
 
+def warm_up(ours, mediapipe, images: dict, files: dict, calls: int = 5) -> None:
+    """Both sides run every size a few times first: the first calls of a fresh session (and of
+    MediaPipe's freshly loaded graph, in its own process beside ours) are not what a batch sees."""
+    for size in images:
+        timed(lambda: ours.segment(images[size]), calls)
+        if mediapipe:
+            mediapipe.time(files[size], calls)
+
+
 def latency(models, args, mediapipe, scratch: Path) -> list[Latency]:
     rows = []
     images = {size: picture(*size) for size in SIZES}
@@ -168,6 +177,7 @@ def latency(models, args, mediapipe, scratch: Path) -> list[Latency]:
             ours = segmenter(model, category)
             if mediapipe:
                 mediapipe.load(model, category)
+            warm_up(ours, mediapipe, images, files)
             for size in SIZES:
                 row = Latency(model, size, category)
                 for _ in range(args.rounds):

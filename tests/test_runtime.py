@@ -151,6 +151,49 @@ def test_prelu_rewrite_is_bit_exact():
     assert np.array_equal(before, np.where(x > 0, x, x * slope))
 
 
+def test_blocked_prelu_rewrite_is_bit_exact():
+    """The NCHWc-friendly form (PRelu after a Conv, a residual Add, a W/H-swapped branch)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper, numpy_helper
+
+    from segtool.convert.fast_graph import decompose_prelu
+
+    rng = np.random.default_rng(1)
+    c = 8
+    weights = {
+        "w1": rng.normal(size=(c, 4, 3, 3)), "b1": rng.normal(size=c),
+        "w2": rng.normal(size=(c, c, 1, 1)), "b2": rng.normal(size=c),
+        "w3": rng.normal(size=(c, c, 1, 1)), "b3": rng.normal(size=c),
+        "a1": rng.uniform(-1.6, 1.7, size=(1, c, 1, 1)), "a2": rng.uniform(-1.6, 1.7, size=(1, c, 1, 1)),
+        "a3": rng.uniform(-1.6, 1.7, size=(1, c, 1, 1)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["c1", "a1"], ["p1"]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"]),
+        helper.make_node("Add", ["c2", "p1"], ["s2"]),  # residual: must not fuse into the Conv
+        helper.make_node("PRelu", ["s2", "a2"], ["p2"]),
+        helper.make_node("Transpose", ["p2"], ["t"], perm=[0, 1, 3, 2]),
+        helper.make_node("Transpose", ["t"], ["u"], perm=[0, 1, 3, 2]),
+        helper.make_node("Conv", ["u", "w3", "b3"], ["c3"]),
+        helper.make_node("Add", ["c3", "u"], ["s3"]),
+        helper.make_node("PRelu", ["s3", "a3"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 16, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, c, 16, 16])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=(1, 4, 16, 16)).astype(np.float32) * 10
+    before = _run(model, x)
+    assert decompose_prelu(model) == 3
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert "PRelu" not in ops and ops.count("BatchNormalization") == 6 and ops.count("Clip") == 2
+    assert np.array_equal(_run(model, x), before)
+
+
 def _run(model, x):
     session = ort.InferenceSession(model.SerializeToString(), providers=[CPU])
     return session.run(None, {"x": x})[0]
