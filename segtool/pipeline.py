@@ -18,6 +18,7 @@ from . import effects
 from . import io as sio
 from .errors import OutputStorageError, SegtoolError
 from .options import SegmentationResult
+from .postprocess import argmax_first
 
 
 @dataclass(frozen=True)
@@ -128,24 +129,12 @@ def category_fractions(result: SegmentationResult, labels) -> dict[str, float]:
     if result.category_mask is not None:
         mask = result.category_mask
     elif result.confidence_masks is not None:
-        mask = _first_argmax(result.confidence_masks)
+        mask = argmax_first(result.confidence_masks)
     else:
         return {}
     counts = _histogram(mask)
     total = max(1, mask.size)
     return {labels[i]: round(float(c) / total, 6) for i, c in enumerate(counts[:len(labels)]) if c}
-
-
-def _first_argmax(masks: np.ndarray) -> np.ndarray:
-    """``masks.argmax(axis=0)`` as uint8, one vectorised pass per channel: numpy's argmax over the
-    first axis of a (C, H, W) array walks it pixel by pixel (45 ms for two 1080p masks, not 1)."""
-    best = masks[0].copy()
-    index = np.zeros(best.shape, np.uint8)
-    for channel in range(1, masks.shape[0]):
-        higher = masks[channel] > best  # strictly: ties keep the first maximum, as argmax does
-        np.copyto(best, masks[channel], where=higher)
-        index[higher] = channel
-    return index
 
 
 def _histogram(mask: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from . import registry
 from .errors import ModelError, UsageError
 from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
-from .postprocess import postprocess
+from .postprocess import postprocess, probabilities
 from .preprocess import image_to_tensor
 from .runtime import InferenceSession
 
@@ -117,7 +117,7 @@ class ImageSegmenter:
         # One frame (every segment() call) is a view, not a copy: 4 MB less to move for hair.
         raw = self._session.run(tensors[0][None] if len(tensors) == 1 else np.stack(tensors))
         if self.spec.input_channels == 4 and self._options.running_mode is not RunningMode.IMAGE:
-            self._previous_mask = _softmax_last(raw[-1])[..., 1]
+            self._previous_mask = probabilities(raw[-1], self.spec.activation)[1]
         return [self._result(r, f.shape[:2], rotation) for r, f in zip(raw, frames)]
 
     def _tensor(self, frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -199,11 +199,6 @@ def _rotation(processing: Optional[ImageProcessingOptions]) -> int:
     if degrees % 90:
         raise UsageError(f"rotation_degrees must be a multiple of 90, not {degrees}")
     return degrees % 360
-
-
-def _softmax_last(raw: np.ndarray) -> np.ndarray:
-    shifted = np.exp(raw - raw.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 class _LatestFrameWorker:

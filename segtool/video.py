@@ -24,6 +24,7 @@ import numpy as np
 from . import effects
 from . import io as sio
 from .options import ImageSegmenterOptions, RunningMode, SegmentationResult
+from .postprocess import argmax_first
 from .pipeline import ImageOutputs, write_outputs
 
 QUEUE_DEPTH = 4  # frames in flight per stage: enough to ride out jitter, little memory
@@ -144,7 +145,7 @@ class Smoother:
             masks = smooth_confidence(self._previous, masks, self._ratio).astype(np.float32, copy=False)
         self._previous = masks
         # the category mask must agree with the masks actually used
-        category = masks.argmax(axis=0).astype(np.uint8) if result.category_mask is not None else None
+        category = argmax_first(masks) if result.category_mask is not None else None
         return SegmentationResult(confidence_masks=masks, category_mask=category)
 
 
