@@ -151,16 +151,15 @@ def locate(name: str) -> ResolvedModel:
         raise ModelNotInstalledError(
             f"model '{name}' is not installed: run `segtool models install {name}`"
         )
-    return ResolvedModel(spec.with_facts(_read_sidecar(path)), path)
+    return ResolvedModel(spec.with_facts(_read_sidecar(path, spec)), path)
 
 
-def _read_sidecar(model_path: Path) -> dict:
+def _read_sidecar(model_path: Path, spec: ModelSpec) -> dict:
     try:
         return json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(
-            f"{model_path}: its install record is missing or damaged ({exc}); "
-            f"reinstall with `segtool models install {model_path.stem} --force`"
+            f"{model_path}: its install record is missing or damaged ({exc}); {reinstall_hint(spec)}"
         ) from exc
 
 
