@@ -96,14 +96,23 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
         result = segmenter.segment(image)
         write_outputs(plan, image, result, segmenter.labels, outputs)
-    except SegtoolError as exc:
-        return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
-                          stops_batch=isinstance(exc, OutputStorageError))
-    except MemoryError:
+    except (SegtoolError, MemoryError) as exc:
+        return failed_report(item, exc, started)
+    return done_report(item, plan, result, segmenter.labels, outputs, started)
+
+
+def failed_report(item: sio.InputItem, exc: BaseException, started: float) -> ItemReport:
+    if isinstance(exc, MemoryError):
         # The image passed --max-pixels yet its masks do not fit: that input fails, not the batch.
         return ItemReport(item.path, error=f"{item.path}: out of memory (lower --max-pixels)",
                           seconds=time.perf_counter() - started)
-    categories = category_fractions(result, segmenter.labels) if outputs.report_categories else {}
+    return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
+                      stops_batch=isinstance(exc, OutputStorageError))
+
+
+def done_report(item: sio.InputItem, plan: dict, result: SegmentationResult, labels,
+                outputs: ImageOutputs, started: float) -> ItemReport:
+    categories = category_fractions(result, labels) if outputs.report_categories else {}
     return ItemReport(item.path, tuple(plan.values()), seconds=time.perf_counter() - started,
                       categories=categories)
 
@@ -151,18 +160,26 @@ def _histogram(mask: np.ndarray) -> np.ndarray:
 
 
 def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
-               on_item: Callable[[ItemReport], None] = lambda report: None, *, jobs: int = 1
-               ) -> list[ItemReport]:
+               on_item: Callable[[ItemReport], None] = lambda report: None, *, jobs: int = 1,
+               batch_size: int = 1) -> list[ItemReport]:
     """Process every input, going on past failures; each report goes to ``on_item`` in input order.
 
     ``jobs`` inputs are processed at once on threads (decoding, onnxruntime and encoding release
     the GIL, so one input's decode overlaps another's inference and a third's encode); at most
     ``2 * jobs`` are in flight, so memory stays flat however many inputs there are.
 
+    ``batch_size`` > 1: inputs are decoded and prepared on ``jobs`` threads, gathered into
+    batches for one inference call each (segmenter.run_prepared), and finished and written on
+    the same threads (see pipeline_batches.py); the files and reports are those of batch size 1.
+
     Stops early only when the output storage fails (full or read-only disk): the rest could
     not be written either. Two inputs that would write the same output file (``a.jpg`` and
     ``a.png``) are not both run: the second fails instead of overwriting the first's masks.
     """
+    if batch_size > 1:
+        from .pipeline_batches import run_batched
+
+        return run_batched(items, segmenter, outputs, on_item, jobs=max(1, jobs), batch_size=batch_size)
     if jobs <= 1:
         return _run_in_order(items, segmenter, outputs, on_item)
     return _run_concurrently(items, segmenter, outputs, on_item, jobs)

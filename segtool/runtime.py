@@ -106,16 +106,21 @@ def choose_path(providers: Sequence[str], *, image_mode: bool = True, requested:
             raise ProviderError(f"{PATH_ENV}=device-graph needs the onnx package (pip install onnx)")
         return ExecutionPath("device-graph", f"asked for ({PATH_ENV}=device-graph)")
     if providers[0] != DEVICE_PROVIDERS["cuda"]:
-        return ExecutionPath("exact", f"{providers[0]}: MediaPipe's exact CPU computation (device graph: CUDA only)")
+        return ExecutionPath("exact", f"{_short(providers[0])} runs MediaPipe's exact CPU computation "
+                                      "(the device graph is picked for CUDA only)")
     if not graph_buildable:
         return ExecutionPath("exact", "CUDA, but the onnx package that builds the device graph is missing "
                                       "(pip install onnx, or segtool[gpu])")
     return ExecutionPath("device-graph", "CUDA: normalisation, upsampling and argmax run on the GPU with the network")
 
 
+def _short(provider: str) -> str:
+    return provider.replace("ExecutionProvider", "")
+
+
 def default_batch_size(path: ExecutionPath, providers: Sequence[str]) -> int:
     """Images per inference call in `segtool image`: batches pay on CUDA, not on CPU (BENCHMARKS.md)."""
-    return DEFAULT_CUDA_BATCH if path.device_graph or providers[0] == DEVICE_PROVIDERS["cuda"] else 1
+    return DEFAULT_CUDA_BATCH if providers[0] == DEVICE_PROVIDERS["cuda"] else 1
 
 
 # ---- threads --------------------------------------------------------------------------------

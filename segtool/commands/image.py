@@ -21,12 +21,14 @@ from .report import Reporter, progress
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose outputs all exist (resume a run).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Refuse images larger than this many pixels before decoding them.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_BATCH_SIZE",
+              help="Images per inference call (default: 16 on CUDA, 1 on CPU, where batches do not pay).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
           confidence_format, composite, out_dir, jobs, recursive, null_separated,
-          skip_existing, max_pixels, as_json, quiet, verbose):
+          skip_existing, max_pixels, batch_size, as_json, quiet, verbose):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
@@ -51,15 +53,22 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
     jobs = jobs or default_jobs()
+    # Batches make one inference call at a time, which gets every core; single images share them.
+    threads = threads or default_threads(1 if (batch_size or 1) > 1 else jobs)
     options = ImageSegmenterOptions(
         model=model, output_category_mask=category_mask,
         output_confidence_masks=confidence_masks or bool(composites),
-        display_names_locale=display_names_locale, device=device, num_threads=threads or default_threads(jobs),
+        display_names_locale=display_names_locale, device=device, num_threads=threads,
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
     items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated))
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
     with ImageSegmenter.create_from_options(options) as segmenter:
+        batch_size = batch_size or segmenter.default_batch_size
+        if verbose:
+            path = segmenter.path
+            click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
+                       f"batch size {batch_size}, {jobs} jobs", err=True)
         outputs = ImageOutputs(
             out_dir=Path(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
             confidence_format=confidence_format, composites=composites,
@@ -68,5 +77,5 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         )
         sio.ensure_dir(outputs.out_dir)
         with progress(reporter, len(items), "segmenting"):
-            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs)
+            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
     raise SystemExit(reporter.summary())
