@@ -77,6 +77,7 @@ class ExecutionPath:
 
     name: str
     reason: str
+    routine: bool = False  # the CPU's own exact path, chosen by auto: nothing a user needs told
 
     @property
     def device_graph(self) -> bool:
@@ -107,7 +108,8 @@ def choose_path(providers: Sequence[str], *, image_mode: bool = True, requested:
         return ExecutionPath("device-graph", f"asked for ({PATH_ENV}=device-graph)")
     if providers[0] != DEVICE_PROVIDERS["cuda"]:
         return ExecutionPath("exact", f"{_short(providers[0])} runs MediaPipe's exact CPU computation "
-                                      "(the device graph is picked for CUDA only)")
+                                      "(the device graph is picked for CUDA only)",
+                             routine=providers[0] == DEVICE_PROVIDERS["cpu"])
     if not graph_buildable:
         return ExecutionPath("exact", "CUDA, but the onnx package that builds the device graph is missing "
                                       "(pip install onnx, or segtool[gpu])")

@@ -113,9 +113,11 @@ def test_info_and_verbose_say_which_path_runs(tmp_path, model_env):
     assert "batch size   1 per inference call" in info
     picture = tmp_path / "a.png"
     Image.fromarray(load_image("astronaut")).save(picture)
-    verbose = run_segtool(["image", picture, "-o", tmp_path / "out", "-v"], model_env)
-    assert any("CPUExecutionProvider, exact path" in line and "batch size 1" in line
-               for line in stderr_lines(verbose)), stderr_lines(verbose)
+    plain = run_segtool(["image", picture, "-o", tmp_path / "out", "-v"], model_env)
+    assert not any(" path: " in line for line in stderr_lines(plain))  # the CPU's routine choice: -v as before
+    forced = run_segtool(["image", picture, "-o", tmp_path / "out", "-v"], dict(model_env, SEGTOOL_PATH="exact"))
+    assert any("CPUExecutionProvider, exact path: asked for (SEGTOOL_PATH=exact)" in line and "batch size 1" in line
+               for line in stderr_lines(forced)), stderr_lines(forced)
 
 
 def test_cli_on_the_device_graph_in_batches(tmp_path, model_env):

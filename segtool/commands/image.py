@@ -65,7 +65,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
     with ImageSegmenter.create_from_options(options) as segmenter:
         batch_size = batch_size or segmenter.default_batch_size
-        if verbose:
+        if verbose and not segmenter.path.routine:  # a GPU run, or a path asked for by name
             path = segmenter.path
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)

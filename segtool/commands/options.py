@@ -34,7 +34,8 @@ def model_options(function):
                      type=click.Choice(_model_names()), help="Which segmentation model to run."),
         click.option("--device", default="auto", show_default=True, envvar="SEGTOOL_DEVICE",
                      type=click.Choice(["auto", "cpu", "cuda", "directml"]),
-                     help="Execution provider; auto tries CUDA, then DirectML, then CPU."),
+                     help="Execution provider; auto tries CUDA, then DirectML, then CPU. On CUDA the "
+                          "work around the network runs on the GPU too (`segtool info` says which path runs)."),
         click.option("--threads", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_THREADS",
                      help="onnxruntime intra-op threads (default: one per physical core, shared among --jobs)."),
         click.option("--locale", "display_names_locale", default="en", show_default=True,
