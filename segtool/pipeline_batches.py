@@ -124,7 +124,7 @@ class _BatchRunner:
                 loaded.append((slot, result))
         for (slot, item), output in zip(loaded, self._infer([item.prepared for _, item in loaded])):
             if isinstance(output, BaseException):
-                slot.report = _done(failed_report(item.item, output, item.started))
+                slot.report = _done(failed_report(item.item, _naming(output, item.item), item.started))
             else:
                 previous = self.last_write.get(item.item.path)
                 slot.report = self.pool.submit(self._write, previous, item, output)
@@ -193,6 +193,13 @@ class _BatchRunner:
                 if not report.stops_batch:
                     self._report(report)
         return self.reports
+
+
+def _naming(exc: BaseException, item: sio.InputItem) -> BaseException:
+    """An inference error names no input; its report line must (MemoryError's line already does)."""
+    if isinstance(exc, SegtoolError) and not str(exc).startswith(str(item.path)):
+        return type(exc)(f"{item.path}: {exc}")
+    return exc
 
 
 def _done(report: ItemReport) -> Future:

@@ -253,12 +253,21 @@ class InferenceSession:
         return not isinstance(self.input_shape[0], int) or self.input_shape[0] != 1
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: batch})[0]
+        return self._run([self._output_name], {self._input_name: batch}, len(batch))[0]
 
     def run_all(self, feeds: dict) -> dict:
         """Every output by name, for graphs of several inputs and outputs (the device graph)."""
         names = [output.name for output in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(names, feeds)))
+        return dict(zip(names, self._run(names, feeds, len(next(iter(feeds.values()))))))
+
+    def _run(self, names: list, feeds: dict, images: int) -> list:
+        try:
+            return self._session.run(names, feeds)
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime's untyped errors: mostly a failed allocation on the device
+            hint = "; a smaller --batch-size needs less device memory" if images > 1 else ""
+            raise ProviderError(f"{self.providers[0]} could not run {images} image(s): {_first_line(exc)}{hint}") from exc
 
 
 def _session_options(num_threads: int, spin: bool) -> ort.SessionOptions:
