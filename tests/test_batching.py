@@ -17,16 +17,9 @@ from PIL import Image
 import badinput_corpus as corpus
 from segtool_process import partial_files, run_segtool, snapshot, stderr_lines
 from test_disk_full import assert_stopped_on_full_disk
+from test_throughput_cli import _picture  # small real photos, each shifted so no two alike
 
 SIZES = [(72, 96), (120, 80), (72, 96), (301, 207), (64, 64), (72, 96), (180, 320)]
-
-
-def _picture(index: int, size) -> Image.Image:
-    import skimage.data
-
-    names = ("astronaut", "coffee", "chelsea")
-    rgb = getattr(skimage.data, names[index % 3])()
-    return Image.fromarray(np.roll(rgb, 31 * index, axis=1)).resize(size[::-1])
 
 
 @pytest.fixture
