@@ -39,6 +39,7 @@ def _segmenter(model, path, monkeypatch, **options):
 def test_device_graph_agrees_with_the_exact_path(model, monkeypatch):
     images = [load_image(name) for name in PARITY_IMAGES]
     images.append(np.ascontiguousarray(images[0][::3, ::2]))  # a non-square size that needs both resamplings
+    images.append(np.ascontiguousarray(np.roll(images[1], 97, axis=1)))  # coffee's size again: one call for two
     with _segmenter(model, "exact", monkeypatch) as exact:
         expected = exact.segment_batch(images)
     with _segmenter(model, "device-graph", monkeypatch) as graph:
