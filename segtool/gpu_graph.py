@@ -21,7 +21,7 @@ there (OpenCV 4's fixed-point warp, preprocess.py), 0.2 ms, runs on --jobs threa
 the GPU 192 KiB per image instead of a 6 MiB 1080p frame.
 
 The same graph runs on the CPU provider, which is how tests compare it with the exact path
-(float operation order differs: confidences by ~1e-6, the category at near-ties only). It needs
+(float operation order differs: confidences by up to 1e-5, the category at near-ties only). It needs
 the ``onnx`` package to build; without it segtool keeps the exact path and says so.
 """
 from __future__ import annotations
