@@ -14,9 +14,23 @@ import os
 import signal
 import sys
 
-import click
 
-from .errors import SegtoolError
+def _stopped_while_starting(signum, frame):
+    os.write(2, b"segtool: interrupted\n" if signum == signal.SIGINT else b"segtool: terminated\n")
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+# The `segtool` program itself: a Ctrl-C or SIGTERM while Python still imports (Click, then
+# the command's modules) ends with the usual line and status instead of a traceback; nothing
+# has been written yet. main() takes over. Importing this module anywhere else changes nothing.
+if os.path.basename(sys.argv[0] if sys.argv else "") in ("segtool", "segtool.exe"):
+    for _number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_number) in (signal.default_int_handler, signal.SIG_DFL):
+            signal.signal(_number, _stopped_while_starting)
+
+import click  # noqa: E402
+
+from .errors import SegtoolError  # noqa: E402
 
 SUBCOMMANDS = {
     "image": "segtool.commands.image:image",
@@ -119,6 +133,8 @@ def interrupted(message: str, code: int) -> None:
 
 
 def main(argv=None) -> None:
+    if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         cli.main(args=argv, prog_name="segtool", standalone_mode=False)

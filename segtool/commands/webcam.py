@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 
 import click
@@ -54,7 +55,10 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     outputs = LiveOutputs(composite=name, smooth=smooth,
                           effect_options=composite.effect_options(spec_for(model).labels_for(display_names_locale)))
     stops = (KeyboardInterrupt, Terminated)
-    with SignalHold(stops) as hold, sio.open_live(source) as reader, contextlib.ExitStack() as stack:
+    # started once the run has stopped and never released: from then on the process only
+    # finishes its outputs and exits, and a further Ctrl-C must not cut that short
+    hold = SignalHold(stops)
+    with sio.open_live(source) as reader, contextlib.ExitStack() as stack:
         info = reader.info
         sinks = []
         if preview:
@@ -66,12 +70,16 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
                 channels=4 if name == "cutout" else 3, realtime=True)))
         status_line = _StatusLine(quiet)
         final = run_live(reader, options, outputs, sinks, on_status=status_line, stop_on=stops)
-        hold.start()  # the outputs finish below whatever else arrives: a file cut short would not play
+        hold.start()
         status_line.close()
     if not quiet:
         click.echo(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
                    f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
                    + (f" -> {output}" if output else ""), err=True)
+    # Only the exit is left. Python resets the handlers it set to SIG_DFL as it finalizes, so a
+    # Ctrl-C then would kill the process without its exit status; ignored ones stay ignored.
+    for number in SignalHold.SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     if any(isinstance(stop, Terminated) for stop in (final.stopped_by, *hold.held)):
         raise Terminated()  # the output is finished; the exit status still says SIGTERM (143)
 
