@@ -66,7 +66,7 @@ def install(name: str, *, source: Optional[str] = None, force: bool = False, tru
 def _not_pinned(spec: registry.ModelSpec, tflite: Path, origin: str, sha256: str) -> ModelError:
     size = tflite.stat().st_size
     if spec.source_size and size != spec.source_size:
-        what = f"{size:,} bytes, not the pinned {spec.source_size:,}"
+        what = f"size {size:,} bytes is not the pinned {spec.source_size:,}"
     else:
         what = f"sha256 {sha256[:16]}… is not the pinned {(spec.source_sha256 or 'none')[:16]}…"
     return ModelError(f"{origin}: {what} of the official {spec.source_file}; refusing to install it "
