@@ -103,6 +103,17 @@ def test_a_cutout_cannot_be_a_jpeg(tmp_path, picture, model_env, extra):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["image", "video", "webcam"])
+@pytest.mark.parametrize("backdrop", [b"not a picture\n", b"", corpus.random_bytes(300)])
+def test_a_backdrop_that_is_not_a_picture_is_a_usage_error(tmp_path, picture, clip, model_env, command, backdrop):
+    (tmp_path / "back.jpg").write_bytes(backdrop)
+    source = {"image": [picture], "video": [clip], "webcam": ["--source", "lavfi:testsrc2=duration=1"]}[command]
+    result = run_segtool([command, *source, "--replace-bg", "back.jpg", "-o", "out.mp4" if command != "image" else "out"],
+                         model_env, cwd=tmp_path)
+    assert_usage_error(result, "--replace-bg", "back.jpg")
+    assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out").exists()
+
+
 def test_each_command_help_says_what_applies_to_it(model_env):
     video = " ".join(run_segtool(["video", "--help"], model_env).stdout.decode().split())
     assert "[default: no-confidence-masks]" in video and "<stem>.<frame>.category.png" in video

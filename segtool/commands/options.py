@@ -173,9 +173,13 @@ class CompositeRequest:
         classes = parse_classes(self.classes, labels)
         backdrop = None
         if isinstance(self.backdrop, Path):
+            from ..errors import InputError
             from ..io import read_image
 
-            backdrop = Backdrop(picture=read_image(self.backdrop))
+            try:
+                backdrop = Backdrop(picture=read_image(self.backdrop))
+            except InputError as exc:  # the command line names a picture that is not one
+                raise click.BadParameter(str(exc), param_hint="--replace-bg") from None
         elif self.backdrop is not None:
             backdrop = Backdrop(color=self.backdrop)
         return EffectOptions(classes=classes, recolor_classes=self._recolor_classes(classes, labels),
