@@ -95,12 +95,17 @@ def test_video_conflicts_are_usage_errors(tmp_path, clip, model_env, args, needl
     assert not written(tmp_path)
 
 
-@pytest.mark.parametrize("extra", [[], ["--blur"]])
-def test_a_cutout_cannot_be_a_jpeg(tmp_path, picture, model_env, extra):
+@pytest.mark.parametrize("extra", [[], ["--blur"], ["--blur", "--replace-bg", "red"]])
+def test_a_cutout_asked_for_as_jpeg_is_a_png_and_says_so(tmp_path, picture, model_env, extra):
+    import imageio.v3 as iio
+
     result = run_segtool(["image", picture, "--cutout", *extra, "--composite-format", "jpg",
-                          "-o", tmp_path / "out"], model_env)
-    assert_usage_error(result, "--cutout needs an alpha channel", "png or webp")
-    assert not (tmp_path / "out").exists()
+                          "--no-confidence-masks", "-o", tmp_path / "out"], model_env)
+    assert result.returncode == 0, stderr_lines(result)
+    assert stderr_lines(result)[0] == ("segtool: note: --composite-format jpg: cut-outs are written as PNG, "
+                                       "since JPEG has no alpha channel (webp has one)")
+    assert iio.imread(tmp_path / "out" / "cat.cutout.png").shape[2] == 4
+    assert all(p.suffix == ".jpg" for p in (tmp_path / "out").iterdir() if "cutout" not in p.name)
 
 
 @pytest.mark.parametrize("command", ["image", "video", "webcam"])

@@ -206,9 +206,9 @@ def _composite_decorator(function, *, images: bool):
     @functools.wraps(function)
     def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, classes, refine,
                 composite_format=None, **kwargs):
-        if cutout and composite_format == "jpg":
-            raise click.UsageError("--cutout needs an alpha channel, which JPEG cannot hold: use "
-                                   "--composite-format png or webp (or leave --cutout out)")
+        if cutout and composite_format == "jpg":  # the other composites do become JPEGs
+            click.echo("segtool: note: --composite-format jpg: cut-outs are written as PNG, since JPEG "
+                       "has no alpha channel (webp has one)", err=True)
         wanted = {"blur": blur, "replace": replace_bg is not None, "cutout": cutout,
                   "recolor": recolor_hair is not None}
         request = CompositeRequest(
