@@ -84,13 +84,18 @@ def test_thread_and_job_counts_far_beyond_the_machine_are_lowered_with_a_note(
     (["--alpha", "-o", "x.mp4"], ".mp4 cannot hold an alpha channel"),
     (["--alpha", "-o", "x.mkv"], ".mkv cannot hold an alpha channel"),
     (["--cutout", "-o", "x.avi"], ".avi cannot hold an alpha channel"),
+    (["--cutout", "-o", "x.mp4"], ".mp4 cannot hold an alpha channel"),
     (["--blur", "--mask-video", "m.gif", "-o", "out/"], "unknown video format '.gif'"),
     (["--blur", "--mask-video", "m.xyz", "-o", "out/"], "unknown video format '.xyz'"),
     (["--blur", "--composite-format", "png", "-o", "x.mp4"], "No such option '--composite-format'"),
     (["--blur", "--blur-strength", "nan", "-o", "x.mp4"], "not a finite number"),
 ])
-def test_video_conflicts_are_usage_errors(tmp_path, clip, model_env, args, needle):
-    result = run_segtool(["video", clip, *args], model_env, cwd=tmp_path)
+@pytest.mark.parametrize("command", ["video", "webcam"])
+def test_stream_conflicts_are_usage_errors(tmp_path, clip, model_env, command, args, needle):
+    if command == "webcam" and ("--alpha" in args or "--mask-video" in args):
+        pytest.skip("a video-only option")
+    source = [clip] if command == "video" else ["--source", "lavfi:testsrc2=duration=1"]
+    result = run_segtool([command, *source, *args], model_env, cwd=tmp_path)
     assert_usage_error(result, needle)
     assert not written(tmp_path)
 
