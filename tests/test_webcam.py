@@ -189,8 +189,9 @@ def test_signals_at_random_moments_shut_down_in_order(tmp_path, model_env):
         out = tmp_path / f"live{attempt}.mp4"
         process = start_webcam(out, model_env, "lavfi:testsrc2=size=640x360:rate=30")
         if attempt % 2:
-            wait_for_output(tmp_path)  # while frames flow; the others while it starts up
-        time.sleep(rng.uniform(0.0, 2.0))
+            wait_for_output(tmp_path)  # while frames flow; the others while it starts up (imports,
+        # model loading, ffmpeg), though not in Python's own start-up before segtool's code runs
+        time.sleep(rng.uniform(0.25, 2.0))
         for _ in range(1 + attempt % 3):  # an impatient user presses Ctrl-C more than once
             process.send_signal(signal.SIGINT)
             time.sleep(rng.uniform(0.0, 0.2))
