@@ -3,7 +3,9 @@ counts bounded to the machine, and a stdout closed early that ends a run quietly
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,24 @@ def test_thread_and_job_counts_far_beyond_the_machine_are_lowered_with_a_note(
     notes = [line for line in stderr_lines(result) if "note:" in line]
     assert len(notes) == 1 and f"{option} 20000 is more than this machine can use" in notes[0]
     assert (tmp_path / "out" / "cat.category.png").is_file()
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_run_asked_for_20000_threads_still_stops_on_a_signal(tmp_path, model_env, stop, code):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(40):
+        (folder / f"p{index:02d}.png").write_bytes(corpus.png(corpus.astronaut()))
+    process = subprocess.Popen(segtool_command() + ["image", str(folder), "-j", "20000", "--threads", "20000",
+                                                    "--category-mask", "-o", str(tmp_path / "out")],
+                               env=model_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = tmp_path / "out"
+    while process.poll() is None and not (out.is_dir() and any(out.iterdir())):
+        time.sleep(0.05)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)  # would hang for minutes if 20000 threads started
+    assert process.returncode in (code, 0), stderr.decode()  # 0: it finished before the signal
+    assert b"Traceback" not in stderr and not partial_files(tmp_path)
 
 
 # ---- conflicts in the command line: exit 2 before any work ---------------------------------------------
