@@ -40,8 +40,10 @@ def info():
     for name in registry.load_manifest():
         try:
             click.echo(f"{'model':<12} {name:<17} {registry.locate(name).path}")
-        except registry.ModelError:
+        except registry.ModelNotInstalledError:
             click.echo(f"{'model':<12} {name:<17} not installed (segtool models install {name})")
+        except registry.ModelError as exc:
+            click.echo(f"{'model':<12} {name:<17} damaged: {exc}")
 
 
 def _build(onnxruntime) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from .options import composite_options, mask_options, model_options
+from .options import (FiniteFloatRange, frame_mask_options, model_options, refuse_unencodable_videos,
+                      stream_composite_options)
 from .report import Reporter, progress
 
 # --smooth alone: MediaPipe's pose landmarker smooths its segmentation mask with this ratio
@@ -15,7 +16,7 @@ DEFAULT_SMOOTH = 0.7
 
 def smooth_option(function):
     return click.option(
-        "--smooth", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, is_flag=False,
+        "--smooth", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.0, is_flag=False,
         flag_value=DEFAULT_SMOOTH, metavar="[RATIO]",
         help=f"Damp mask flicker between frames: uncertain pixels keep RATIO of the previous mask "
              f"(--smooth alone: {DEFAULT_SMOOTH}).",
@@ -25,8 +26,8 @@ def smooth_option(function):
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @model_options
-@mask_options
-@composite_options
+@frame_mask_options
+@stream_composite_options
 @click.option("--alpha", is_flag=True,
               help="The subject on a transparent background: VP9 .webm (default) or ProRes 4444 .mov.")
 @click.option("--mask-video", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -57,7 +58,6 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     from ..segmenter import ImageSegmenter
     from ..video import VideoOutputs, pipeline_options, run_video
 
-    refuse_image_format(composite)
     confidence_masks = confidence_masks and _given("confidence_masks")
     videos = _planned_videos(input_path, output, composite.names, alpha, mask_video)
     per_frame = category_mask or confidence_masks
@@ -85,11 +85,6 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     raise SystemExit(_summary(report, quiet))
 
 
-def refuse_image_format(composite) -> None:
-    if composite.format:
-        raise click.UsageError("--composite-format is for images; a video's format comes from --output's extension")
-
-
 def _given(parameter: str) -> bool:
     """Whether the user typed the option: video ignores mask_options' default of writing confidence."""
     return click.get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT
@@ -110,6 +105,7 @@ def _planned_videos(input_path: Path, output: Path, names, alpha: bool, mask_vid
         planned = tuple((n, output / f"{input_path.stem}.{n}{'.webm' if n == 'cutout' else '.mp4'}") for n in names)
     if mask_video is not None:
         planned += ((MASK_VIDEO, mask_video),)
+    refuse_unencodable_videos((path, {"cutout": 4, MASK_VIDEO: 1}.get(n, 3)) for n, path in planned)
     for _, path in planned:
         if path.exists() and path.resolve() == input_path.resolve():
             raise click.UsageError(f"{path}: the output would overwrite the input")

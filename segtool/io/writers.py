@@ -126,18 +126,19 @@ def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
 
     channels = {label: np.ascontiguousarray(m, dtype=np.float32) for label, m in zip(labels, masks)}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with atomic_output(path) as tmp:
+    with atomic_output(path) as tmp, open(tmp, "wb") as stream:
         with OpenEXR.File(header, channels) as exr:
             try:
-                exr.write(str(tmp))
-            except RuntimeError as exc:  # OpenEXR's C++ errors, a full disk among them
+                # a stream, not str(tmp): OpenEXR refuses a name that is not valid UTF-8
+                exr.write(stream)
+            except (RuntimeError, OSError) as exc:  # OpenEXR's C++ errors, a full disk among them
                 raise write_error(path, exc, "cannot write") from exc
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:
     import OpenEXR
 
-    with OpenEXR.File(str(path)) as exr:
+    with open(path, "rb") as stream, OpenEXR.File(stream) as exr:
         return {name: channel.pixels for name, channel in exr.channels().items()}
 
 
