@@ -60,7 +60,7 @@ def mask_options(function):
     )(function)
 
 
-COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor")  # effects.COMPOSITES, without importing cv2
+COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor", "alpha")  # effects.COMPOSITES, without importing cv2
 
 Color = tuple[int, int, int]
 
@@ -163,10 +163,10 @@ def composite_options(function):
     """Adds the composite flags and hands the command one ``composite`` (a CompositeRequest)."""
 
     @functools.wraps(function)
-    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, classes, refine,
+    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, alpha_mask, classes, refine,
                 composite_format, **kwargs):
         wanted = {"blur": blur, "replace": replace_bg is not None, "cutout": cutout,
-                  "recolor": recolor_hair is not None}
+                  "recolor": recolor_hair is not None, "alpha": alpha_mask}
         request = CompositeRequest(
             names=tuple(name for name in COMPOSITE_NAMES if wanted[name]), classes=classes,
             blur_strength=blur_strength, backdrop=replace_bg, hair_color=recolor_hair, refine=refine,
@@ -187,11 +187,15 @@ def composite_options(function):
         click.option("--recolor-hair", metavar="COLOR", callback=_color_option,
                      help="Write <stem>.recolor.<ext>: hair tinted, shading kept (--model hair or "
                           "multiclass)."),
+        click.option("--alpha-mask", is_flag=True,
+                     help="Write <stem>.alpha.png: 8-bit grey, the subject's alpha exactly as the "
+                          "composites use it (refined unless --no-refine)."),
         click.option("--classes", default=None, metavar="NAMES",
                      help="Comma-separated category names or indices that count as the subject "
                           "(default: all but background; for --recolor-hair: hair)."),
         click.option("--refine/--no-refine", default=True, show_default=True,
-                     help="Snap composite edges to the image (mask files are never refined)."),
+                     help="Snap composite edges to the image and give edge pixels the subject's own colour "
+                          "(mask files are never refined)."),
         click.option("--composite-format", type=click.Choice(["png", "jpg", "webp"]), default=None,
                      help="File format of composites (default: the input's)."),
     )(command)
