@@ -233,8 +233,8 @@ _COMPOSITES: dict[str, Callable[[np.ndarray, np.ndarray, EffectOptions], np.ndar
     "blur": lambda image, alpha, o: blur_background(image, alpha, o.blur_strength),
     "replace": lambda image, alpha, o: replace_background(image, alpha, _needs(o.backdrop, "replace", "backdrop")),
     "cutout": lambda image, alpha, o: cut_out(image, alpha),
-    "alpha": lambda image, alpha, o: alpha_mask(alpha),
     "recolor": lambda image, alpha, o: recolor(image, alpha, _needs(o.hair_color, "recolor", "hair_color")),
+    "alpha": lambda image, alpha, o: alpha_mask(alpha),
 }
 COMPOSITES = tuple(_COMPOSITES)
 _NEW_BACKGROUND = ("replace", "cutout")  # composites that show the subject without its own background

@@ -171,9 +171,14 @@ def _sample(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray, scale_x: float, sc
 
 
 def _local_mean(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Gaussian mean of ``colour`` over the cells ``weight`` picks; the plain mean where none is near."""
-    fill = 1e-3  # a trace of the plain mean: no division by nothing far from any picked cell
-    total = cv2.GaussianBlur(weight, (0, 0), FOREGROUND_REACH) + fill
-    picked = cv2.GaussianBlur(colour * weight[:, :, None], (0, 0), FOREGROUND_REACH)
-    plain = cv2.GaussianBlur(colour, (0, 0), FOREGROUND_REACH)
-    return (picked + fill * plain) / total[:, :, None]
+    """Gaussian mean of ``colour`` over the cells ``weight`` picks, near ones first.
+
+    Where no picked cell is within reach (a wide soft edge), a mean 8 times wider fills in,
+    and past that the plain mean: never a division by nothing.
+    """
+    near, wide = FOREGROUND_REACH, 8.0 * FOREGROUND_REACH
+    picked = colour * weight[:, :, None]
+    total = cv2.GaussianBlur(weight, (0, 0), near) + 1e-2 * cv2.GaussianBlur(weight, (0, 0), wide) + 1e-6
+    summed = (cv2.GaussianBlur(picked, (0, 0), near) + 1e-2 * cv2.GaussianBlur(picked, (0, 0), wide)
+              + 1e-6 * colour)
+    return summed / total[:, :, None]
