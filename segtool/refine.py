@@ -151,6 +151,12 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, cell: Optional[
     a = alpha[ys, xs][:, None]
     shown = image[ys, xs].astype(np.float32)
     foreground = f_mean + a * (shown - a * f_mean - (1.0 - a) * b_mean)
+    # A pixel already nearer the subject's colour than the background's shows the subject: kept.
+    # (The estimate trusts the alpha; on the inner side of an edge placed a little too far in,
+    # it would tint pixels that were right. Measured on the true-edge set: even overall instead
+    # of 6% worse, the fringe's colour error still 15% lower.)
+    like = np.square(shown - f_mean).sum(axis=1) < np.square(shown - b_mean).sum(axis=1)
+    foreground[like] = shown[like]
     out = image.copy()
     out[ys, xs] = np.clip(foreground + 0.5, 0, 255).astype(np.uint8)
     return out

@@ -229,12 +229,14 @@ class EdgeScore:
     where there is none); ``bite``: mean of the alpha short of it (subject missing); error =
     halo + bite. ``colour``: mean |RGB - true foreground| over the band, each pixel weighted by
     the alpha it is shown with: the old background's colour in a fringe counts against it.
+    ``fringe``: the same, over the band's pixels outside the true subject only.
     """
 
     error: float
     halo: float
     bite: float
     colour: float
+    fringe: float
 
 
 def score(alpha: np.ndarray, colours: np.ndarray, scene: Scene) -> EdgeScore:
@@ -246,14 +248,18 @@ def score(alpha: np.ndarray, colours: np.ndarray, scene: Scene) -> EdgeScore:
     over = np.maximum(shown - truth, 0.0)
     under = np.maximum(truth - shown, 0.0)
     off = np.abs(colours[band].astype(np.float64) - scene.foreground[band]).mean(axis=1)
-    colour = float((off * shown).sum() / max(shown.sum(), 1e-9))
+    outside = truth < 0.5
     return EdgeScore(error=float((over + under).mean()), halo=float(over.mean()), bite=float(under.mean()),
-                     colour=colour)
+                     colour=_weighted(off, shown), fringe=_weighted(off[outside], shown[outside]))
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
+    return float((values * weights).sum() / max(weights.sum(), 1e-9))
 
 
 def mean_scores(scores: Iterable[EdgeScore]) -> EdgeScore:
     scores = list(scores)
-    return EdgeScore(*(float(np.mean([getattr(s, f) for s in scores])) for f in ("error", "halo", "bite", "colour")))
+    return EdgeScore(*(float(np.mean([getattr(s, f) for s in scores])) for f in ("error", "halo", "bite", "colour", "fringe")))
 
 
 # ---- the segmenter ------------------------------------------------------------------------
