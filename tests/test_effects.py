@@ -276,18 +276,21 @@ def _reference_fast_guided_filter(alpha, image, cell, radius, eps):
 # ---- foreground colours -------------------------------------------------------------------------
 
 def test_foreground_estimate_takes_the_old_background_out_of_the_edge():
-    """Red subject on blue, a soft edge: the partial pixels are purple; estimated, they are red."""
+    """Red subject on blue, a soft edge: the fringe is purple-blue; estimated, it is red.
+
+    Pixels of the edge that already look more like the subject than the background are kept.
+    """
     _, mask = red_on_blue(1024)
     soft = cv2.GaussianBlur(mask, (0, 0), 4.0)  # about one model pixel (4 px at 1024)
     mixed = (soft[:, :, None] * [255, 0, 0] + (1 - soft[:, :, None]) * [0, 0, 255] + 0.5).astype(np.uint8)
     estimated = effects.estimate_foreground(mixed, soft)
-    partial = (soft > 0.05) & (soft < 0.95)
-    assert partial.sum() > 1000
-    assert mixed[partial][:, 2].mean() > 60  # the fringe really is bluish before
-    assert estimated[partial][:, 2].mean() < 0.2 * mixed[partial][:, 2].mean()
-    assert estimated[partial][:, 0].min() > 200
-    sure = (soft == 0) | (soft == 1)
-    np.testing.assert_array_equal(estimated[sure], mixed[sure])
+    fringe = (soft > 0.05) & (soft < 0.45)
+    assert fringe.sum() > 1000
+    assert mixed[fringe][:, 2].mean() > 140  # the fringe really is bluish before
+    assert estimated[fringe][:, 2].mean() < 0.1 * mixed[fringe][:, 2].mean()
+    assert estimated[fringe][:, 0].min() > 200
+    kept = (soft == 0) | (soft >= 0.55)
+    np.testing.assert_array_equal(estimated[kept], mixed[kept])
 
 
 @pytest.mark.parametrize("name", ["replace", "cutout"])
