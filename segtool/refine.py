@@ -179,12 +179,13 @@ def _sample(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray, scale_x: float, sc
 def _local_mean(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Gaussian mean of ``colour`` over the cells ``weight`` picks, near ones first.
 
-    Where no picked cell is within reach (a wide soft edge), a mean 8 times wider fills in,
-    and past that the plain mean: never a division by nothing.
+    Where no picked cell is within reach (a wide soft edge), a box mean 8 times wider fills in
+    (a box: as good a fallback, at a tenth of a wide Gaussian's cost), and past that the plain
+    colour: never a division by nothing.
     """
-    near, wide = FOREGROUND_REACH, 8.0 * FOREGROUND_REACH
+    wide = (16 * round(FOREGROUND_REACH) + 1,) * 2
     picked = colour * weight[:, :, None]
-    total = cv2.GaussianBlur(weight, (0, 0), near) + 1e-2 * cv2.GaussianBlur(weight, (0, 0), wide) + 1e-6
-    summed = (cv2.GaussianBlur(picked, (0, 0), near) + 1e-2 * cv2.GaussianBlur(picked, (0, 0), wide)
+    total = cv2.GaussianBlur(weight, (0, 0), FOREGROUND_REACH) + 1e-2 * cv2.blur(weight, wide) + 1e-6
+    summed = (cv2.GaussianBlur(picked, (0, 0), FOREGROUND_REACH) + 1e-2 * cv2.blur(picked, wide)
               + 1e-6 * colour)
     return summed / total[:, :, None]
