@@ -457,7 +457,9 @@ def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: L
 def _live_picture(frame: np.ndarray, result: SegmentationResult, outputs: LiveOutputs) -> np.ndarray:
     if outputs.composite is None:
         return frame
-    return render(outputs.composite, frame, result, outputs.effect_options)
+    picture = render(outputs.composite, frame, result, outputs.effect_options)
+    # Live sinks (a camera device, a preview) take RGB: the alpha mask goes out as grey RGB.
+    return np.repeat(picture[:, :, None], 3, axis=2) if picture.ndim == 2 else picture
 
 
 def _create_segmenter(options: ImageSegmenterOptions):
