@@ -53,12 +53,12 @@ def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = 
     coefficients[:, :, 3] += 0.5 - sharpen / 2
     coefficients /= 255.0
     refined = decided
-    for rows, cols in edge_tiles(mask, (height, width), reach=2 * radius + 1):
+    for rows, cols in _edge_tiles(mask, (height, width), reach=2 * radius + 1):
         refined[rows, cols] = _apply_coefficients(coefficients, image, rows, cols, (height, width))
     return refined
 
 
-def edge_tiles(mask: np.ndarray, size: tuple[int, int], reach: int, tile: int = 128
+def _edge_tiles(mask: np.ndarray, size: tuple[int, int], reach: int, tile: int = 128
                ) -> Iterator[tuple[slice, slice]]:
     """Full-size (rows, cols) tiles within ``reach`` cells of a cell where the small mask changes."""
     window = np.ones((3, 3), np.uint8)
