@@ -182,8 +182,8 @@ def composite_options(function):
                      help="Write <stem>.replace.<ext>: background replaced by a picture (scaled to "
                           "cover) or a colour (name, #rrggbb, r,g,b)."),
         click.option("--cutout", is_flag=True,
-                     help="Write <stem>.cutout.png: RGBA, alpha = subject confidence (.webp with "
-                          "--composite-format webp)."),
+                     help="Write <stem>.cutout.png: RGBA, alpha = the subject's (refined unless --no-refine; "
+                          ".webp with --composite-format webp)."),
         click.option("--recolor-hair", metavar="COLOR", callback=_color_option,
                      help="Write <stem>.recolor.<ext>: hair tinted, shading kept (--model hair or "
                           "multiclass)."),
