@@ -61,8 +61,8 @@ class ItemReport:
 def planned_outputs(item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Path]:
     """The output contract: DIR/<stem>.category.png, .confidence.npy|exr, .<composite>.<ext>.
 
-    Composites: <stem>.blur|replace|recolor.<ext> (ext: the input's, or --composite-format) and
-    <stem>.cutout.png (.webp when the format asked for is webp).
+    Composites: <stem>.blur|replace|recolor.<ext> (ext: the input's, or --composite-format),
+    <stem>.cutout.png (.webp when the format asked for is webp) and <stem>.alpha.png (8-bit grey).
     """
     base = outputs.out_dir / item.stem
     plan = {}
@@ -79,6 +79,8 @@ def _composite_suffix(name: str, item: sio.InputItem, outputs: ImageOutputs) -> 
     # A cut-out needs an alpha channel: PNG, or WebP when asked for; never the input's JPEG.
     if name == "cutout":
         return ".webp" if outputs.composite_format == "webp" else ".png"
+    if name == "alpha":  # what compositors load as a matte: always a grey PNG
+        return ".png"
     return sio.composite_extension(item.path, outputs.composite_format)
 
 

@@ -251,11 +251,8 @@ class Background:
 
 def render(name: str, frame: np.ndarray, result: SegmentationResult, options: effects.EffectOptions) -> np.ndarray:
     """The picture a video named ``name`` gets for this frame."""
-    if name == MASK_VIDEO:
-        # the segmenter's mask as it is (not edge-refined), like the mask files
-        alpha = effects.subject_alpha(result.confidence_masks, options.classes)
-        return (alpha * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-    return effects.composite(name, frame, result.confidence_masks, options)
+    # The mask video is the alpha the composites use (refined unless --no-refine), as --alpha-mask.
+    return effects.composite("alpha" if name == MASK_VIDEO else name, frame, result.confidence_masks, options)
 
 
 class _FrameSink:
@@ -301,7 +298,7 @@ class _FrameSink:
     def _writer(self, name: str, path: Path, picture: np.ndarray) -> sio.VideoWriter:
         if name not in self._writers:
             channels = 1 if picture.ndim == 2 else picture.shape[2]
-            keep_audio = self._outputs.keep_audio and name != MASK_VIDEO
+            keep_audio = self._outputs.keep_audio and name not in (MASK_VIDEO, "alpha")
             writer = sio.VideoWriter(path, width=self._info.width, height=self._info.height, fps=self._info.fps,
                                      channels=channels, audio_from=self._info if keep_audio else None)
             self._writers[name] = self._stack.enter_context(writer)
@@ -506,7 +503,9 @@ def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: L
 def _live_picture(frame: np.ndarray, result: SegmentationResult, outputs: LiveOutputs) -> np.ndarray:
     if outputs.composite is None:
         return frame
-    return render(outputs.composite, frame, result, outputs.effect_options)
+    picture = render(outputs.composite, frame, result, outputs.effect_options)
+    # Live sinks (a camera device, a preview) take RGB: the alpha mask goes out as grey RGB.
+    return np.repeat(picture[:, :, None], 3, axis=2) if picture.ndim == 2 else picture
 
 
 def _create_segmenter(options: ImageSegmenterOptions):

@@ -40,6 +40,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
       <stem>.replace.<ext>       background replaced (--replace-bg IMAGE|COLOR)
       <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
       <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
+      <stem>.alpha.png           8-bit grey: the composites' alpha (--alpha-mask)
     <ext> is the input's unless --composite-format says otherwise.
     """
     from .. import io as sio

@@ -98,7 +98,7 @@ frame_mask_options = _mask_options(  # segtool video: per-frame files, only when
     "Write <stem>.<frame>.confidence.<fmt> for every frame: float32 (C, H, W).")
 
 
-COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor")  # effects.COMPOSITES, without importing cv2
+COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor", "alpha")  # effects.COMPOSITES, without importing cv2
 
 Color = tuple[int, int, int]
 
@@ -205,13 +205,13 @@ def _composite_decorator(function, *, images: bool):
     """The composite flags, handed to the command as one ``composite`` (a CompositeRequest)."""
 
     @functools.wraps(function)
-    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, classes, refine,
+    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, alpha_mask, classes, refine,
                 composite_format=None, **kwargs):
         if cutout and composite_format == "jpg":  # the other composites do become JPEGs
             click.echo("segtool: note: --composite-format jpg: cut-outs are written as PNG, since JPEG "
                        "has no alpha channel (webp has one)", err=True)
         wanted = {"blur": blur, "replace": replace_bg is not None, "cutout": cutout,
-                  "recolor": recolor_hair is not None}
+                  "recolor": recolor_hair is not None, "alpha": alpha_mask}
         request = CompositeRequest(
             names=tuple(name for name in COMPOSITE_NAMES if wanted[name]), classes=classes,
             blur_strength=blur_strength, backdrop=replace_bg, hair_color=recolor_hair, refine=refine,
@@ -221,9 +221,12 @@ def _composite_decorator(function, *, images: bool):
 
     # Image composites are files named <stem>.<effect>.<ext>; a stream's are its video frames.
     writes = "Write <stem>.{}.<ext>: ".format if images else (lambda name: "")
-    cutout_help = ("Write <stem>.cutout.png: RGBA, alpha = subject confidence (.webp with "
-                   "--composite-format webp)." if images else
+    cutout_help = ("Write <stem>.cutout.png: RGBA, alpha = the subject's (refined unless --no-refine; "
+                   ".webp with --composite-format webp)." if images else
                    "The subject on a transparent background (an output with alpha: .webm or .mov).")
+    alpha_help = ("Write <stem>.alpha.png: 8-bit grey, the subject's alpha exactly as the composites use "
+                  "it (refined unless --no-refine)." if images else
+                  "The subject's alpha as a grey video, exactly as the composites use it.")
     options = [
         click.option("--blur", is_flag=True, help=writes("blur") + "background blurred, subject sharp."),
         click.option("--blur-strength", type=FiniteFloatRange(min=0.05, max=MAX_BLUR_STRENGTH), default=1.0,
@@ -234,12 +237,13 @@ def _composite_decorator(function, *, images: bool):
         click.option("--cutout", is_flag=True, help=cutout_help),
         click.option("--recolor-hair", metavar="COLOR", callback=_color_option,
                      help=writes("recolor") + "hair tinted, shading kept (--model hair or multiclass)."),
+        click.option("--alpha-mask", is_flag=True, help=alpha_help),
         click.option("--classes", default=None, metavar="NAMES",
                      help="Comma-separated category names or indices that count as the subject "
                           "(default: all but background; for --recolor-hair: hair)."),
         click.option("--refine/--no-refine", default=True, show_default=True,
-                     help="Snap composite edges to the image (mask files are never refined)."
-                          if images else "Snap composite edges to the image."),
+                     help="Snap composite edges to the image and give edge pixels the subject's own colour"
+                          + (" (mask files are never refined)." if images else ".")),
     ]
     if images:
         options.append(click.option(
