@@ -46,9 +46,9 @@ def install(name: str, *, source: Optional[str] = None, force: bool = False,
         facts = convert_and_describe(spec, tflite, Path(work) / spec.file)
         source_sha256 = registry.sha256_of(tflite)
         facts["source"] = {"sha256": source_sha256, "from": origin}
-        with atomic_output(target) as tmp:
+        with atomic_output(target, guarded=False) as tmp:  # segtool's own model store
             shutil.copyfile(Path(work) / spec.file, tmp)
-        with atomic_output(registry.sidecar_path(target)) as tmp:
+        with atomic_output(registry.sidecar_path(target), guarded=False) as tmp:
             tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False), encoding="utf-8")
     return InstallReport(name, target, source=origin, source_sha256=source_sha256,
                          pinned=bool(spec.source_sha256))

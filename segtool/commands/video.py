@@ -1,12 +1,13 @@
 """`segtool video`: segment a video file into composite, alpha or mask videos, or per-frame masks."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from .options import composite_options, mask_options, model_options
+from .options import composite_options, mask_options, model_options, palette_option
 from .report import Reporter, progress
 
 # --smooth alone: MediaPipe's pose landmarker smooths its segmentation mask with this ratio
@@ -26,19 +27,21 @@ def smooth_option(function):
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @model_options
 @mask_options
+@palette_option
 @composite_options
 @click.option("--alpha", is_flag=True,
               help="The subject on a transparent background: VP9 .webm (default) or ProRes 4444 .mov.")
-@click.option("--mask-video", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the subject mask as a grey video (white = subject).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-              help="A video file (.mp4 .mov .webm .mkv .avi) for one output, or a folder.")
+@click.option("--mask-video", type=click.Path(dir_okay=False), default=None, callback=lambda c, p, v: _video_file(v),
+              help="Also write the subject mask as a grey video (white = subject), a video file.")
+@click.option("--output", "-o", default=".", show_default=True, callback=lambda c, p, v: _output_target(v),
+              help="A video file (.mp4 .m4v .mov .mkv .webm .avi) for one output, or a folder: an existing "
+                   "one, or a name ending in /.")
 @smooth_option
 @click.option("--audio/--no-audio", "keep_audio", default=True, show_default=True,
               help="Copy the input's audio into composite videos (re-encoded where the container needs it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def video(input_path, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, alpha, mask_video, output, smooth, keep_audio, quiet):
+          confidence_format, palette, composite, alpha, mask_video, output, smooth, keep_audio, quiet):
     """Segment every frame of a video (MediaPipe's VIDEO running mode).
 
     \b
@@ -50,7 +53,9 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     With a folder as --output, videos are named <stem>.<effect>.mp4 (<stem>.cutout.webm for
     --alpha). Per-frame files are <stem>.<frame>.category.png and <stem>.<frame>.confidence.npy
     (or .exr), frames counted from 1; per-frame confidence masks are written only when
-    --confidence-masks is given, since they add up fast.
+    --confidence-masks is given, since they add up fast. --palette adds
+    <stem>.<frame>.category-color.png, the masks in colour. A file segtool did not write, or
+    the input, is never overwritten.
     """
     from .. import io as sio
     from ..options import ImageSegmenterOptions, RunningMode
@@ -59,13 +64,16 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
 
     refuse_image_format(composite)
     confidence_masks = confidence_masks and _given("confidence_masks")
-    videos = _planned_videos(input_path, output, composite.names, alpha, mask_video)
+    category_mask = category_mask or palette
+    output, to_file = output
+    videos = _planned_videos(input_path, output, to_file, composite.names, alpha, mask_video)
     per_frame = category_mask or confidence_masks
     if not (videos or per_frame):
         raise click.UsageError("nothing to write: ask for an effect (--blur, ...), --alpha, --mask-video, "
                                "--category-mask or --confidence-masks")
-    if per_frame and sio.is_video_path(output):
+    if per_frame and to_file:
         raise click.UsageError("per-frame masks need --output to be a folder, not a video file")
+    _refuse_overwrites(videos, [input_path, composite.backdrop])
     with sio.open_video(input_path) as reader:
         options = ImageSegmenterOptions(
             model=model, running_mode=RunningMode.VIDEO, output_category_mask=category_mask,
@@ -74,8 +82,9 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
         )
         with ImageSegmenter.create_from_options(pipeline_options(options)) as segmenter:
             outputs = VideoOutputs(
-                videos=videos, frames_dir=None if sio.is_video_path(output) else output,
-                stem=input_path.stem, category_mask=category_mask, confidence_masks=confidence_masks,
+                videos=videos, frames_dir=None if to_file else output,
+                stem=input_path.stem, category_mask=category_mask, category_preview=palette,
+                confidence_masks=confidence_masks,
                 confidence_format=confidence_format, effect_options=composite.effect_options(segmenter.labels),
                 smooth=smooth, keep_audio=keep_audio,
             )
@@ -95,13 +104,44 @@ def _given(parameter: str) -> bool:
     return click.get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT
 
 
-def _planned_videos(input_path: Path, output: Path, names, alpha: bool, mask_video):
-    """(name, path) for each video to write; ``--alpha`` is the cut-out composite."""
+def _output_target(value: str) -> tuple[Path, bool]:
+    """--output as (path, is a video file): a video extension names a file; an existing folder,
+    or a name ending in /, a folder. Anything else is refused rather than guessed at."""
     from .. import io as sio
+
+    path = Path(value)
+    if path.is_dir() or value.endswith(("/", os.sep)):
+        return path, False
+    if sio.is_video_path(value):
+        return path, True
+    raise click.BadParameter(f"{value} is neither a video file ({_video_suffixes()}) nor a folder (an existing "
+                             "one, or a name ending in /)", param_hint="'--output' / '-o'")
+
+
+def _video_file(value):
+    from .. import io as sio
+
+    if value is None or (sio.is_video_path(value) and not value.endswith(("/", os.sep))):
+        return None if value is None else Path(value)
+    raise click.BadParameter(f"{value} is not a video file name ({_video_suffixes()})", param_hint="'--mask-video'")
+
+
+def _video_suffixes() -> str:
+    from ..io import VIDEO_EXTENSIONS
+
+    return " ".join(sorted(VIDEO_EXTENSIONS))
+
+
+def _planned_videos(input_path: Path, output: Path, to_file: bool, names, alpha: bool, mask_video):
+    """(name, path) for each video to write; ``--alpha`` is the cut-out composite.
+
+    Two of them that name one file (``--mask-video o/x.mp4 -o o/x.mp4``, or through ``./``
+    spellings and symbolic links) are a usage error: the second would destroy the first.
+    """
     from ..video import MASK_VIDEO
 
     names = tuple(names) + (("cutout",) if alpha and "cutout" not in names else ())
-    if sio.is_video_path(output):
+    if to_file:
         if len(names) != 1:
             raise click.UsageError(f"--output {output} is one video file but {len(names) or 'no'} video "
                                    f"effects were asked for; give a folder for several")
@@ -110,10 +150,25 @@ def _planned_videos(input_path: Path, output: Path, names, alpha: bool, mask_vid
         planned = tuple((n, output / f"{input_path.stem}.{n}{'.webm' if n == 'cutout' else '.mp4'}") for n in names)
     if mask_video is not None:
         planned += ((MASK_VIDEO, mask_video),)
+    seen: dict[str, Path] = {}
     for _, path in planned:
-        if path.exists() and path.resolve() == input_path.resolve():
-            raise click.UsageError(f"{path}: the output would overwrite the input")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise click.UsageError(f"{seen[real]} and {path} are the same file: give each output its own name")
+        seen[real] = path
     return planned
+
+
+def _refuse_overwrites(videos, inputs) -> None:
+    """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
+    from .. import io as sio
+    from ..errors import OutputError
+
+    protected = frozenset(filter(None, (sio.file_identity(p) for p in inputs if isinstance(p, Path))))
+    for _, path in videos:
+        problem = sio.overwrite_problem(path, protected)
+        if problem is not None:
+            raise OutputError(problem)
 
 
 def _summary(report, quiet: bool) -> int:
