@@ -423,3 +423,42 @@ def test_a_folder_without_images_is_named_and_no_input_at_all_exits_1(pictures, 
     assert result.returncode == 0 and f"segtool: {empty}: no images in this folder" in stderr_lines(result)[0]
     result = run_segtool(["image", "-", "-o", tmp_path / "out"], model_env, input=b"")
     assert result.returncode == 1 and stderr_lines(result) == ["segtool: no input found: no paths on stdin"]
+
+
+# ---- the ledger itself ----------------------------------------------------------------------------
+
+def forget_cache():
+    from segtool.io import ledger
+
+    ledger._known.clear()  # as a new run would start: only the ledger file counts
+
+
+def test_the_ledger_takes_threads_writing_at_once(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"t{i:03d}.confidence.npy" for i in range(240)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: sio.write_npy(tmp_path / n, np.zeros((2, 4, 4), np.float32)), names))
+    forget_cache()
+    assert all(sio.may_replace(tmp_path / n) for n in names)
+    lines = [line for line in (tmp_path / LEDGER_NAME).read_text().splitlines() if line]
+    assert len(lines) == len(names)
+
+
+def test_the_ledger_keeps_odd_names_and_is_compacted(tmp_path, monkeypatch):
+    from segtool.io import ledger
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9 \xff.category.png")  # not UTF-8
+    mask = np.zeros((4, 4), np.uint8)
+    monkeypatch.setattr(ledger, "COMPACT_AFTER_LINES", 10)
+    for _ in range(30):  # thirty reruns, a line each
+        sio.write_category_png(odd, mask)
+        sio.write_category_png(tmp_path / "a.category.png", mask)
+    (tmp_path / "gone.category.png").write_bytes(b"x")
+    forget_cache()
+    assert sio.may_replace(odd) and sio.may_replace(tmp_path / "a.category.png")
+    assert not sio.may_replace(tmp_path / "gone.category.png")
+    assert len((tmp_path / LEDGER_NAME).read_bytes().splitlines()) == 2  # only what is still there
+    forget_cache()
+    assert sio.may_replace(odd)
+    sio.write_category_png(odd, mask)

@@ -22,6 +22,7 @@ Why this shape:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -32,6 +33,10 @@ from typing import Iterable, Optional
 LEDGER_NAME = ".segtool-written"
 
 Fingerprint = tuple[int, int, int]  # size, mtime_ns, inode
+
+# A ledger longer than this, and more than twice as long as the files it still vouches for
+# (reruns append a line per file each time), is rewritten with only the live entries.
+COMPACT_AFTER_LINES = 4096
 
 _lock = threading.Lock()
 _known: dict[str, dict[str, set[Fingerprint]]] = {}  # folder (real path) -> name -> fingerprints
@@ -119,7 +124,7 @@ def _recorded(path: Path, print_: Fingerprint) -> bool:
         if print_ in _entries(folder).get(path.name, ()):
             return True
         # Another run may have written it since this one read the ledger: read it again.
-        _known[folder] = _read(folder)
+        _known[folder] = _read(folder)[0]
         return print_ in _known[folder].get(path.name, ())
 
 
@@ -130,22 +135,53 @@ def _key(folder: Path) -> str:
 
 def _entries(folder: str) -> dict[str, set[Fingerprint]]:
     if folder not in _known:
-        _known[folder] = _read(folder)
+        entries, lines = _read(folder)
+        if lines > COMPACT_AFTER_LINES and lines > 2 * len(entries):
+            entries = _compact(folder, entries)
+        _known[folder] = entries
     return _known[folder]
 
 
-def _read(folder: str) -> dict[str, set[Fingerprint]]:
+def _read(folder: str) -> tuple[dict[str, set[Fingerprint]], int]:
+    """The ledger's entries by name, and how many lines it holds."""
     entries: dict[str, set[Fingerprint]] = {}
     try:
         with open(os.path.join(folder, LEDGER_NAME), "rb") as stream:
-            lines = stream.read().splitlines()
+            lines = [line for line in stream.read().splitlines() if line]
     except OSError:
-        return entries
-    for line in filter(None, lines):
+        return entries, 0
+    for line in lines:
         entry = _parse(line)
         if entry is not None:
             entries.setdefault(entry[0], set()).add(entry[1])
-    return entries
+    return entries, len(lines)
+
+
+def _compact(folder: str, entries: dict[str, set[Fingerprint]]) -> dict[str, set[Fingerprint]]:
+    """Keep only the entries that match the file now there, rewriting the ledger atomically.
+
+    A line another run appends meanwhile is lost: that file then counts as not segtool's, the
+    safe side. Best effort: a ledger that cannot be rewritten stays as it is.
+    """
+    live = {}
+    for name, prints in entries.items():
+        try:
+            current = fingerprint(os.lstat(os.path.join(folder, name)))
+        except OSError:
+            continue
+        if current in prints:
+            live[name] = {current}
+    ledger = os.path.join(folder, LEDGER_NAME)
+    temporary = f"{ledger}.part-{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="ascii") as stream:
+            stream.writelines(json.dumps([name, *print_]) + "\n" for name, (print_,) in live.items())
+        os.replace(temporary, ledger)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        return entries
+    return live
 
 
 def _parse(line: bytes) -> Optional[tuple[str, Fingerprint]]:
