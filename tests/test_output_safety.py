@@ -317,6 +317,7 @@ def make_tree(root: Path, pictures) -> None:
 @pytest.mark.parametrize("recursive", [False, True])
 @pytest.mark.parametrize("where, folder, out", [
     (".", "photos", "photos/out"),  # the output folder inside the one walked
+    (".", "photos", "photos/out.jpg/"),  # ... named like an image
     (".", "photos", "photos"),      # outputs beside their inputs
     (".", "photos", "."),
     ("photos", ".", "."),           # relative spellings of the folder walked

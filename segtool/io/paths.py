@@ -120,7 +120,8 @@ def _excluded_folder(folder: Path, out_dir: Optional[Path]) -> Optional[str]:
 
 
 def _inside(path: Path, folder: str) -> bool:
-    return _inside_real(os.path.realpath(path.parent), folder)
+    # the parent's real path, not the file's: a link in the input folder to a file elsewhere stays an input
+    return _inside_real(os.path.join(os.path.realpath(path.parent), path.name), folder)
 
 
 def _inside_real(path: str, folder: str) -> bool:
@@ -128,7 +129,11 @@ def _inside_real(path: str, folder: str) -> bool:
 
 
 def _empty_line(folder: Path, recursive: bool) -> str:
-    hint = "" if recursive or not any(p.is_dir() for p in folder.iterdir()) else "; sub-folders are read with -r"
+    try:
+        nested = not recursive and any(p.is_dir() for p in folder.iterdir())
+    except OSError as exc:  # a walk that could not list the folder finds nothing, silently
+        return f"{folder}: cannot read this folder ({exc.strerror})"
+    hint = "; sub-folders are read with -r" if nested else ""
     return f"{folder}: no images in this folder (none of the formats segtool reads{hint})"
 
 
