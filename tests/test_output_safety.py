@@ -281,6 +281,16 @@ def test_video_output_is_a_video_file_or_a_folder_and_nothing_else(clip, work, m
     assert visible(work) == []
 
 
+def test_video_output_to_a_missing_virtual_camera_is_one_line(clip, model_env):
+    device = "/dev/video99"
+    if os.path.exists(device):
+        pytest.skip(f"{device} exists here")
+    result = run_segtool(["video", clip, "--blur", "-o", device], model_env)
+    assert result.returncode == 1
+    assert stderr_lines(result) == [f"segtool: {device}: no such device; create a virtual camera with "
+                                    "v4l2loopback (sudo modprobe v4l2loopback video_nr=99)"]
+
+
 @pytest.mark.parametrize("value, written", [("name/", "name/talk.blur.mp4"), ("made", "made/talk.blur.mp4"),
                                             ("clip.gif/", "clip.gif/talk.blur.mp4"), ("x.MKV", "x.MKV")])
 def test_video_output_forms_that_are_accepted(clip, work, model_env, value, written):

@@ -164,8 +164,12 @@ def _refuse_overwrites(videos, inputs) -> None:
     from .. import io as sio
     from ..errors import OutputError
 
+    from ..io.video import is_device
+
     protected = frozenset(filter(None, (sio.file_identity(p) for p in inputs if isinstance(p, Path))))
     for _, path in videos:
+        if is_device(path):
+            continue  # a virtual camera (/dev/videoN) is written to, never replaced
         problem = sio.overwrite_problem(path, protected)
         if problem is not None:
             raise OutputError(problem)
