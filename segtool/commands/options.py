@@ -229,7 +229,8 @@ def _output_folder(ctx, param, value):
     if path.exists() and not path.is_dir():
         raise click.BadParameter(f"{value} is a file; --output takes a folder (an existing one, or a new "
                                  "name, which is created)")
-    if not path.exists() and not value.endswith(("/", os.sep)) and path.suffix.lower() in image_extensions() | {".npy", ".exr"}:
+    named_like_a_file = path.suffix.lower() in image_extensions() | {".npy", ".exr"}
+    if named_like_a_file and not path.exists() and not value.endswith(("/", os.sep)):
         raise click.BadParameter(f"{value} looks like a file name; --output takes a folder, and each output is "
                                  f"named after its input (end it with / for a folder named {path.name})")
     return path

@@ -119,10 +119,13 @@ def _output_target(value: str) -> tuple[Path, bool]:
 
 
 def _video_file(value):
+    """--mask-video: a file with a video extension, never a folder."""
     from .. import io as sio
 
-    if value is None or (sio.is_video_path(value) and not value.endswith(("/", os.sep))):
-        return None if value is None else Path(value)
+    if value is None:
+        return None
+    if sio.is_video_path(value) and not value.endswith(("/", os.sep)):
+        return Path(value)
     raise click.BadParameter(f"{value} is not a video file name ({_video_suffixes()})", param_hint="'--mask-video'")
 
 
@@ -163,7 +166,6 @@ def _refuse_overwrites(videos, inputs) -> None:
     """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
     from .. import io as sio
     from ..errors import OutputError
-
     from ..io.video import is_device
 
     protected = frozenset(filter(None, (sio.file_identity(p) for p in inputs if isinstance(p, Path))))

@@ -42,8 +42,9 @@ def is_output_name(name: str) -> bool:
     from .ledger import LEDGER_NAME
 
     parts = name.split(".")
-    return (len(parts) >= 3 and parts[-2].lower() in OUTPUT_INFIXES) or name == LEDGER_NAME or \
-        (name.startswith(".") and ".part-" in name)
+    if len(parts) >= 3 and parts[-2].lower() in OUTPUT_INFIXES:
+        return True
+    return name == LEDGER_NAME or (name.startswith(".") and ".part-" in name)
 
 
 @dataclass(frozen=True)
