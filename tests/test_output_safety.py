@@ -186,6 +186,28 @@ def test_anything_but_segtools_own_untouched_file_is_kept(pictures, tmp_path, mo
         assert target.read_bytes() == mine
 
 
+def test_recursive_outputs_in_sub_folders_are_guarded_and_linked_folders_clash(pictures, tmp_path, model_env):
+    photos = photo_folder(tmp_path, pictures, names=("a.jpg",))
+    for sub in ("one", "two", "three"):
+        (photos / sub).mkdir()
+        shutil.copyfile(pictures["hopper"], photos / sub / "x.jpg")
+    out = tmp_path / "out"
+    (out / "one").mkdir(parents=True)
+    (out / "two").symlink_to(out / "one")  # one and two are one folder
+    (out / "three").mkdir()
+    (out / "three" / "x.blur.jpg").write_bytes(b"the user's own file")
+    result = run_segtool(["image", photos, "-r", "--blur", "--no-confidence-masks", "-o", out], model_env)
+    assert result.returncode == 1
+    errors = [line for line in stderr_lines(result) if not line.startswith(("segtool: 2 done", "  failed"))]
+    assert errors == [  # inputs in order: a.jpg, one/x.jpg, three/x.jpg, two/x.jpg
+        f"segtool: {out / 'three' / 'x.blur.jpg'}: exists and segtool did not write it; not overwriting it "
+        "(move it away or choose another --output)",
+        f"segtool: {photos / 'two' / 'x.jpg'}: its outputs would overwrite those of {photos / 'one' / 'x.jpg'}; "
+        "rename one of them"]
+    assert (out / "three" / "x.blur.jpg").read_bytes() == b"the user's own file"
+    assert visible(out / "one") == ["x.blur.jpg"] and (out / "a.blur.jpg").is_file()
+
+
 def test_reruns_replace_segtools_own_outputs_and_survive_a_damaged_ledger(pictures, tmp_path, model_env):
     photos = photo_folder(tmp_path, pictures)
     args = ["image", photos, *OPTIONS, "-o", tmp_path / "out"]
