@@ -265,7 +265,7 @@ def test_videos_keep_users_files_and_their_input(clip, tmp_path, model_env, comm
     named = taken if target else clip
     assert any(line.startswith(f"segtool: {named}: ") and "not overwriting it" in line for line in stderr_lines(result))
     assert taken.read_bytes() == b"the user's own file" and clip.read_bytes() == original
-    assert not any(n.endswith((".mp4", ".webm")) for n in visible(folder) if folder / n != taken)
+    assert visible(folder) == [taken.name]  # refused before any work: no video, no mask of its own
     assert not partial_files(tmp_path)
 
 

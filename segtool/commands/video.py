@@ -73,7 +73,13 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
                                "--category-mask or --confidence-masks")
     if per_frame and to_file:
         raise click.UsageError("per-frame masks need --output to be a folder, not a video file")
-    _refuse_overwrites(videos, [input_path, composite.backdrop])
+    protected = _identities([input_path, composite.backdrop])
+    _refuse_overwrites(videos, protected)
+    if per_frame:
+        frames = VideoOutputs(frames_dir=output, stem=input_path.stem, category_mask=category_mask,
+                              category_preview=palette, confidence_masks=confidence_masks,
+                              confidence_format=confidence_format)
+        _refuse_frame_overwrites(frames, protected)
     with sio.open_video(input_path) as reader:
         options = ImageSegmenterOptions(
             model=model, running_mode=RunningMode.VIDEO, output_category_mask=category_mask,
@@ -162,19 +168,48 @@ def _planned_videos(input_path: Path, output: Path, to_file: bool, names, alpha:
     return planned
 
 
-def _refuse_overwrites(videos, inputs) -> None:
-    """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
+def _identities(paths) -> frozenset:
     from .. import io as sio
-    from ..errors import OutputError
+
+    return frozenset(filter(None, (sio.file_identity(p) for p in paths if isinstance(p, Path))))
+
+
+def _refuse_overwrites(videos, protected: frozenset) -> None:
+    """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
     from ..io.video import is_device
 
-    protected = frozenset(filter(None, (sio.file_identity(p) for p in inputs if isinstance(p, Path))))
     for _, path in videos:
-        if is_device(path):
-            continue  # a virtual camera (/dev/videoN) is written to, never replaced
-        problem = sio.overwrite_problem(path, protected)
-        if problem is not None:
-            raise OutputError(problem)
+        if not is_device(path):  # a virtual camera (/dev/videoN) is written to, never replaced
+            _refuse(path, protected)
+
+
+def _refuse_frame_overwrites(frames, protected: frozenset) -> None:
+    """The same for per-frame files already in the folder: <stem>.<frame>.category.png, ...
+
+    Checked before any work (the atomic writes check each file again), so that a refused
+    video leaves no masks of its own behind either.
+    """
+    import re
+
+    from ..video import frame_file_names
+
+    if not frames.frames_dir.is_dir():
+        return
+    first = f"{frames.stem}.000001"  # what frame_file_names puts before each file's own ending
+    endings = [path.name[len(first):] for path in frame_file_names(frames.stem, 1, frames).values()]
+    pattern = re.compile(re.escape(frames.stem) + r"\.\d{6,}(?:" + "|".join(map(re.escape, endings)) + ")")
+    for path in sorted(frames.frames_dir.iterdir()):
+        if pattern.fullmatch(path.name):
+            _refuse(path, protected)
+
+
+def _refuse(path: Path, protected: frozenset) -> None:
+    from .. import io as sio
+    from ..errors import OutputError
+
+    problem = sio.overwrite_problem(path, protected)
+    if problem is not None:
+        raise OutputError(problem)
 
 
 def _summary(report, quiet: bool) -> int:
