@@ -96,11 +96,9 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
     """
     started = time.perf_counter()
     plan = planned_outputs(item, outputs)
-    if outputs.skip_existing and plan and sio.existing(plan.values()):
-        return ItemReport(item.path, tuple(plan.values()), skipped=True)
-    refused = next(filter(None, (sio.overwrite_problem(p, outputs.protected) for p in plan.values())), None)
-    if refused is not None:  # before any work, so that no output of this input is written
-        return ItemReport(item.path, error=refused)
+    decided = decided_before_work(item, plan, outputs)
+    if decided is not None:
+        return decided
     try:
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
         result = segmenter.segment(image)
@@ -115,6 +113,19 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
     categories = category_fractions(result, segmenter.labels) if outputs.report_categories else {}
     return ItemReport(item.path, tuple(plan.values()), seconds=time.perf_counter() - started,
                       categories=categories)
+
+
+def decided_before_work(item: sio.InputItem, plan: dict[str, Path], outputs: ImageOutputs) -> Optional[ItemReport]:
+    """The report of an input settled before it is read, else None (every engine calls this).
+
+    Skipped: --skip-existing, and all its outputs are there and segtool wrote them. Refused: one
+    of its outputs would replace a file segtool did not write, or an input of the run; checked
+    for all of them first, so that a refused input writes nothing.
+    """
+    if outputs.skip_existing and plan and sio.existing(plan.values()):
+        return ItemReport(item.path, tuple(plan.values()), skipped=True)
+    refused = next(filter(None, (sio.overwrite_problem(p, outputs.protected) for p in plan.values())), None)
+    return None if refused is None else ItemReport(item.path, error=refused)
 
 
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
