@@ -109,26 +109,31 @@ def before_after(unrefined: Path, refined: Path, width: int) -> np.ndarray:
 def run_segtool(work: Path, hair: bool) -> None:
     """The outputs the gallery shows, each from one `segtool image` run as a user would type it."""
     inputs = [f"{stem}.png" for stem in PHOTOS]
-    segtool("image", *inputs, "--blur", "--replace-bg", "coffee.png", "--cutout", "--category-mask",
+    segtool("image", *inputs, "--blur", "--replace-bg", "coffee.png", "--cutout", "--palette",
             "--no-confidence-masks", "-o", "refined", cwd=work)
     segtool("image", *inputs, "--cutout", "--no-refine", "--no-confidence-masks", "-o", "unrefined", cwd=work)
     for model, (stem, flags) in PER_MODEL.items():
-        segtool("image", f"{stem}.png", "--model", model, *flags, "--category-mask", "--no-confidence-masks",
+        segtool("image", f"{stem}.png", "--model", model, *flags, "--palette", "--no-confidence-masks",
                 "-o", model, cwd=work)
     if hair:
-        segtool("image", "astronaut.png", "--model", "hair", "--recolor-hair", "copper", "--category-mask",
+        segtool("image", "astronaut.png", "--model", "hair", "--recolor-hair", "copper", "--palette",
                 "--no-confidence-masks", "-o", "hair", cwd=work)
+
+
+def _shown(column: str) -> str:
+    # The category mask itself holds indices (nearly black); the gallery shows its --palette view.
+    return "category-color" if column == "category" else column
 
 
 def save_gallery(work: Path, out: Path, width: int, hair: bool) -> list[Path]:
     sources = {f"{stem}.{column}.jpg": work / f"{stem}.png" if column == "input" else
-               work / "refined" / f"{stem}.{column}.png" for stem in PHOTOS for column in COLUMNS}
+               work / "refined" / f"{stem}.{_shown(column)}.png" for stem in PHOTOS for column in COLUMNS}
     if hair:
-        sources.update({f"astronaut.hair-{column}.jpg": work / "hair" / f"astronaut.{column}.png"
+        sources.update({f"astronaut.hair-{column}.jpg": work / "hair" / f"astronaut.{_shown(column)}.png"
                         for column in ("category", "recolor")})
     for model, (stem, _) in PER_MODEL.items():
         sources[f"{stem}.{model}-input.jpg"] = work / f"{stem}.png"
-        sources.update({f"{stem}.{model}-{column}.jpg": work / model / f"{stem}.{column}.png"
+        sources.update({f"{stem}.{model}-{column}.jpg": work / model / f"{stem}.{_shown(column)}.png"
                         for column in ("category", "blur")})
     for name, source in sources.items():
         save_small(read_picture(source), out / name, width)

@@ -54,9 +54,9 @@ def install(name: str, *, source: Optional[str] = None, force: bool = False, tru
         facts = convert_and_describe(spec, tflite, Path(work) / spec.file)
         facts["source"] = {"sha256": source_sha256, "from": origin, "trusted": trusted}
         try:
-            with atomic_output(target) as tmp:
+            with atomic_output(target, guarded=False) as tmp:
                 shutil.copyfile(Path(work) / spec.file, tmp)
-            with atomic_output(registry.sidecar_path(target)) as tmp:
+            with atomic_output(registry.sidecar_path(target), guarded=False) as tmp:
                 tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False), encoding="utf-8")
         except OSError as exc:
             raise _folder_error(folder, exc) from exc

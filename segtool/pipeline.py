@@ -4,6 +4,7 @@ Knows nothing of Click: the CLI builds an ImageOutputs and a segmenter, then cal
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -27,6 +28,7 @@ class ImageOutputs:
 
     out_dir: Path
     category_mask: bool = False
+    category_preview: bool = False  # also <stem>.category-color.png, RGB, for people to look at
     confidence_masks: bool = True
     confidence_format: str = "npy"
     composites: tuple[str, ...] = ()
@@ -35,6 +37,7 @@ class ImageOutputs:
     skip_existing: bool = False
     max_pixels: Optional[int] = sio.DEFAULT_MAX_PIXELS
     report_categories: bool = True  # fill ItemReport.categories (the CLI: only for --json)
+    protected: frozenset = frozenset()  # (device, inode) of the run's inputs: never written over
 
     @property
     def needs_confidence(self) -> bool:
@@ -59,7 +62,8 @@ class ItemReport:
 
 
 def planned_outputs(item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Path]:
-    """The output contract: DIR/<stem>.category.png, .confidence.npy|exr, .<composite>.<ext>.
+    """The output contract: DIR/<stem>.category.png, .category-color.png, .confidence.npy|exr,
+    .<composite>.<ext> (io.paths.OUTPUT_INFIXES lists the infixes, so walks skip these files).
 
     Composites: <stem>.blur|replace|recolor.<ext> (ext: the input's, or --composite-format),
     <stem>.cutout.png (.webp when the format asked for is webp) and <stem>.alpha.png (8-bit grey).
@@ -68,6 +72,8 @@ def planned_outputs(item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Pat
     plan = {}
     if outputs.category_mask:
         plan["category"] = base.with_name(f"{base.name}.category.png")
+    if outputs.category_preview:
+        plan["category-color"] = base.with_name(f"{base.name}.category-color.png")
     if outputs.confidence_masks:
         plan["confidence"] = base.with_name(f"{base.name}.confidence.{outputs.confidence_format}")
     for name in outputs.composites:
@@ -92,8 +98,9 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
     """
     started = time.perf_counter()
     plan = planned_outputs(item, outputs)
-    if outputs.skip_existing and plan and sio.existing(plan.values()):
-        return ItemReport(item.path, tuple(plan.values()), skipped=True)
+    decided = decided_before_work(item, plan, outputs)
+    if decided is not None:
+        return decided
     try:
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
         result = segmenter.segment(image)
@@ -119,6 +126,19 @@ def done_report(item: sio.InputItem, plan: dict, result: SegmentationResult, lab
                       categories=categories)
 
 
+def decided_before_work(item: sio.InputItem, plan: dict[str, Path], outputs: ImageOutputs) -> Optional[ItemReport]:
+    """The report of an input settled before it is read, else None (every engine calls this).
+
+    Skipped: --skip-existing, and all its outputs are there and segtool wrote them. Refused: one
+    of its outputs would replace a file segtool did not write, or an input of the run; checked
+    for all of them first, so that a refused input writes nothing.
+    """
+    if outputs.skip_existing and plan and sio.existing(plan.values()):
+        return ItemReport(item.path, tuple(plan.values()), skipped=True)
+    refused = next(filter(None, (sio.overwrite_problem(p, outputs.protected) for p in plan.values())), None)
+    return None if refused is None else ItemReport(item.path, error=refused)
+
+
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
                   labels, outputs: ImageOutputs) -> None:
     for path in {p.parent for p in plan.values()}:
@@ -126,6 +146,8 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
     for kind, path in plan.items():
         if kind == "category":
             sio.write_category_png(path, result.category_mask)
+        elif kind == "category-color":
+            sio.write_category_preview(path, result.category_mask)
         elif kind == "confidence" and outputs.confidence_format == "exr":
             sio.write_exr(path, result.confidence_masks, labels)
         elif kind == "confidence":
@@ -267,11 +289,18 @@ def _finish_after_stop(pending: deque, reports: list, on_item) -> list[ItemRepor
 
 
 def _clash(item: sio.InputItem, outputs: ImageOutputs, claimed: dict[Path, Path]) -> Optional[ItemReport]:
-    """A failed report when ``item``'s outputs were already claimed by another input, else None."""
-    plan = planned_outputs(item, outputs).values()
+    """A failed report when ``item``'s outputs were already claimed by another input, else None.
+
+    Claims are kept by real path, so sub-folders that are symbolic links to one another clash too.
+    """
+    plan = [_real(p) for p in planned_outputs(item, outputs).values()]
     owner = next((claimed[p] for p in plan if p in claimed and claimed[p] != item.path), None)
     if owner is not None:
         return ItemReport(item.path, error=f"{item.path}: its outputs would overwrite those of {owner}; "
                                            "rename one of them")
     claimed.update((p, item.path) for p in plan)
     return None
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path.parent), path.name)

@@ -50,6 +50,7 @@ class VideoOutputs:
     frames_dir: Optional[Path] = None
     stem: str = "frame"
     category_mask: bool = False
+    category_preview: bool = False  # also <stem>.<frame>.category-color.png (RGB, to look at)
     confidence_masks: bool = False
     confidence_format: str = "npy"
     effect_options: effects.EffectOptions = field(default_factory=effects.EffectOptions)
@@ -81,11 +82,13 @@ class VideoReport:
 
 
 def frame_file_names(stem: str, index: int, outputs: VideoOutputs) -> dict[str, Path]:
-    """The per-frame contract: <stem>.000001.category.png, <stem>.000001.confidence.npy|exr."""
+    """The per-frame contract: <stem>.000001.category.png, .category-color.png, .confidence.npy|exr."""
     base = f"{stem}.{index:06d}"
     plan = {}
     if outputs.category_mask:
         plan["category"] = outputs.frames_dir / f"{base}.category.png"
+    if outputs.category_preview:
+        plan["category-color"] = outputs.frames_dir / f"{base}.category-color.png"
     if outputs.confidence_masks:
         plan["confidence"] = outputs.frames_dir / f"{base}.confidence.{outputs.confidence_format}"
     return plan

@@ -19,6 +19,7 @@ cbook = pytest.importorskip("matplotlib.cbook")
 
 from segtool import effects  # noqa: E402  (after the skips: cv2 is not needed to skip)
 from segtool.io import read_image  # noqa: E402
+from segtool_process import visible  # noqa: E402
 
 EXACT = 1.0 - 1.0 / 512
 NONE = 1.0 / 512
@@ -90,7 +91,7 @@ def test_composite_format(inputs, tmp_path, fmt, expected):
     done = segtool("image", "coffee.jpg", "--blur", "--cutout", "--no-confidence-masks", "-o", str(tmp_path),
                    *extra, cwd=inputs)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"coffee.{n}{e}" for n, e in expected.items())
+    assert visible(tmp_path) == sorted(f"coffee.{n}{e}" for n, e in expected.items())
     cutout = imread(tmp_path / f"coffee.cutout{expected['cutout']}")
     assert cutout.shape[2] == 4
 

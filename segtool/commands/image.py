@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option
+from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option, palette_option
 from .report import Reporter, progress
 
 
@@ -13,6 +13,7 @@ from .report import Reporter, progress
 @click.argument("inputs", nargs=-1, required=True)
 @model_options
 @mask_options
+@palette_option
 @composite_options
 @output_dir_option
 @jobs_option
@@ -27,13 +28,14 @@ from .report import Reporter, progress
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, out_dir, jobs, recursive, null_separated,
+          confidence_format, palette, composite, out_dir, jobs, recursive, null_separated,
           skip_existing, max_pixels, batch_size, as_json, quiet, verbose):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
     Outputs in the --output folder, per input <stem>:
-      <stem>.category.png        uint8, value = category index (--category-mask)
+      <stem>.category.png        uint8 grey, value = category index (--category-mask)
+      <stem>.category-color.png  RGB, one colour per category, to look at (--palette)
       <stem>.confidence.npy      float32 (C, H, W), channels in label order
       <stem>.confidence.exr      one float channel per category, named by label
       <stem>.blur.<ext>          background blurred, subject sharp (--blur)
@@ -41,15 +43,19 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
       <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
       <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
       <stem>.alpha.png           8-bit grey: the composites' alpha (--alpha-mask)
-    <ext> is the input's unless --composite-format says otherwise.
+    <ext> is the input's unless --composite-format says otherwise. Folder inputs give every
+    image the decoder reads, never segtool's own outputs. A file segtool did not write is
+    never overwritten: that input fails with one line.
     """
     from .. import io as sio
+    from ..errors import InputError
     from ..options import ImageSegmenterOptions
     from ..pipeline import ImageOutputs, run_images
     from ..runtime import default_jobs, default_threads
     from ..segmenter import ImageSegmenter
 
     composites = composite.names
+    category_mask = category_mask or palette
     if not (category_mask or confidence_masks or composites):
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
@@ -62,8 +68,12 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         display_names_locale=display_names_locale, device=device, num_threads=threads,
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
-    items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated))
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
+    items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
+                                   out_dir=Path(out_dir), on_empty=_say))
+    if not items:
+        raise InputError("no input found: no paths on stdin" if inputs == ("-",) else
+                         "no input found; nothing to segment")
     with ImageSegmenter.create_from_options(options) as segmenter:
         batch_size = batch_size or segmenter.default_batch_size
         if verbose and not segmenter.path.routine:  # a GPU run, or a path asked for by name
@@ -71,12 +81,25 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)
         outputs = ImageOutputs(
-            out_dir=Path(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
+            out_dir=Path(out_dir), category_mask=category_mask, category_preview=palette,
+            confidence_masks=confidence_masks,
             confidence_format=confidence_format, composites=composites,
             effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
+            protected=_identities([i.path for i in items] + [composite.backdrop]),
         )
         sio.ensure_dir(outputs.out_dir)
         with progress(reporter, len(items), "segmenting"):
             run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
     raise SystemExit(reporter.summary())
+
+
+def _say(line: str) -> None:
+    click.echo(f"segtool: {line}", err=True)
+
+
+def _identities(paths) -> frozenset:
+    """(device, inode) of each file in ``paths``: what this run reads, so never overwrites."""
+    from ..io import file_identity
+
+    return frozenset(filter(None, (file_identity(p) for p in paths if isinstance(p, Path))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -294,9 +295,36 @@ def parse_classes(text, labels) -> tuple[int, ...] | None:
     return tuple(dict.fromkeys(chosen))
 
 
+def _output_folder(ctx, param, value):
+    """-o of `segtool image` is a folder: an existing one, or a new name (a trailing / makes it plain).
+
+    An existing file, or a new name ending like a picture (``-o portrait.blur.jpg``), is a
+    usage error rather than a file silently replaced or a folder nobody meant.
+    """
+    from ..io import image_extensions  # runs only when the command does, never for --help
+
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} is a file; --output takes a folder (an existing one, or a new "
+                                 "name, which is created)")
+    named_like_a_file = path.suffix.lower() in image_extensions() | {".npy", ".exr"}
+    if named_like_a_file and not path.exists() and not value.endswith(("/", os.sep)):
+        raise click.BadParameter(f"{value} looks like a file name; --output takes a folder, and each output is "
+                                 f"named after its input (end it with / for a folder named {path.name})")
+    return path
+
+
 def output_dir_option(function):
-    return click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=Path("."), show_default=True, help="Folder for the outputs.")(function)
+    return click.option("--output", "-o", "out_dir", type=click.Path(), callback=_output_folder,
+                        default=".", show_default=True,
+                        help="Folder for the outputs (created if needed).")(function)
+
+
+def palette_option(function):
+    return click.option(
+        "--palette", is_flag=True,
+        help="Also write <stem>.category-color.png: the category mask in colours, to look at "
+             "(implies --category-mask, whose file stays the plain indices).")(function)
 
 
 def refuse_unencodable_videos(targets) -> None:
