@@ -22,8 +22,8 @@ from typing import Optional
 
 from . import io as sio
 from .errors import SegtoolError
-from .pipeline import (ImageOutputs, ItemReport, _clash, done_report, failed_report, planned_outputs,
-                       write_outputs)
+from .pipeline import (ImageOutputs, ItemReport, _clash, decided_before_work, done_report, failed_report,
+                       planned_outputs, write_outputs)
 
 
 @dataclass
@@ -103,8 +103,9 @@ class _BatchRunner:
     def _load(self, item: sio.InputItem):
         started = time.perf_counter()
         plan = planned_outputs(item, self.outputs)
-        if self.outputs.skip_existing and plan and sio.existing(plan.values()):
-            return ItemReport(item.path, tuple(plan.values()), skipped=True)
+        decided = decided_before_work(item, plan, self.outputs)
+        if decided is not None:
+            return decided
         try:
             image = sio.read_image(item.path, max_pixels=self.outputs.max_pixels)
             return _Loaded(item, plan, image, self.segmenter.prepare(image), started)
