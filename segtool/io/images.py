@@ -6,7 +6,9 @@ What a file gets (documented in `segtool image --help` and the README):
 - grayscale, palette, CMYK and 16-bit images as RGB as a viewer shows them; transparent
   pixels laid over white (an opaque image reads exactly as MediaPipe reads it);
 - truncated or damaged pixel data is an error, never a partly grey image
-  (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False);
+  (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False; JPEGs, which libjpeg would fill
+  with grey, are decoded strictly by ``jpeg``, and refused when their data is too little for
+  their header);
 - images over ``max_pixels`` are refused from their header, before any pixel is decoded.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, UsageError
+from . import jpeg
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -91,7 +94,15 @@ def _check_pixels(path: Path, size: tuple, max_pixels: Optional[int]) -> None:
 
 
 def _pixels(image) -> np.ndarray:
-    image.load()  # where truncated or corrupt pixel data raises
+    strict = _strict_jpeg(image) if image.format in jpeg.FORMATS else None
+    if strict is not None:
+        if image.mode != "CMYK":
+            return strict
+        from PIL import Image
+
+        image = Image.fromarray(strict, "CMYK")
+    else:
+        image.load()  # where truncated or corrupt pixel data raises
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif image.mode == "1":
@@ -99,6 +110,16 @@ def _pixels(image) -> np.ndarray:
     elif image.mode not in _ARRAY_MODES:
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...: as Pillow shows them
     return np.asarray(image)
+
+
+def _strict_jpeg(image) -> Optional[np.ndarray]:
+    """The first picture of a JPEG, decoded strictly; None where Pillow must decode it instead."""
+    image.fp.seek(0)
+    data = image.fp.read()
+    problem = jpeg.structure_problem(data)
+    if problem:
+        raise jpeg.JpegTruncated(problem)
+    return jpeg.decode(data, image.tile[0].args[0] if image.tile else image.mode)
 
 
 def _orientation(image) -> int:
@@ -142,6 +163,10 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
         return _bomb_error(path, max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
     if isinstance(exc, UnidentifiedImageError):
         return InputError(f"{path}: not an image, or a format segtool cannot read")
+    if isinstance(exc, jpeg.JpegTruncated):
+        return InputError(f"{path}: truncated image ({exc})")
+    if isinstance(exc, jpeg.JpegDamaged):
+        return InputError(f"{path}: damaged image ({reason(exc)})")
     if "truncated" in str(exc).lower():
         return InputError(f"{path}: truncated image (the pixel data ends early)")
     return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
