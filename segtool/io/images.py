@@ -161,6 +161,8 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
         return InputError(f"{path}: too large to decode in memory (lower --max-pixels)")
     if isinstance(exc, Image.DecompressionBombError):
         return _bomb_error(path, max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+    if _cut_short(path):
+        return InputError(f"{path}: truncated image (the file ends before the length its header declares)")
     if isinstance(exc, UnidentifiedImageError):
         return InputError(f"{path}: not an image, or a format segtool cannot read")
     if isinstance(exc, jpeg.JpegTruncated):
@@ -170,6 +172,43 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
     if "truncated" in str(exc).lower():
         return InputError(f"{path}: truncated image (the pixel data ends early)")
     return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether the file's container declares more bytes than the file has (WebP, TIFF, AVIF/HEIF).
+
+    Their decoders then fail with "cannot identify" or "could not create decoder": say why.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as stream:
+            head = stream.read(16)
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                return int.from_bytes(head[4:8], "little") + 8 > size
+            if head[:4] in (b"II*\0", b"MM\0*"):
+                return int.from_bytes(head[4:8], "little" if head[:2] == b"II" else "big") >= size
+            if head[4:8] == b"ftyp":
+                return _boxes_overrun(stream, size)
+    except OSError:
+        return False
+    return False
+
+
+def _boxes_overrun(stream, size: int) -> bool:
+    """Whether an ISO BMFF file's top-level boxes (ftyp, meta, mdat...) run past its end."""
+    at = 0
+    while at + 8 <= size:
+        stream.seek(at)
+        header = stream.read(16)
+        length = int.from_bytes(header[:4], "big")
+        if length == 1 and len(header) == 16:
+            length = int.from_bytes(header[8:16], "big")
+        if length == 0:  # the box runs to the end of the file
+            return False
+        if length < 8:
+            return False  # not a box structure we can judge
+        at += length
+    return at > size
 
 
 def _bomb_error(path: Path, max_pixels: Optional[int], ceiling: int) -> InputError:
