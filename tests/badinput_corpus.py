@@ -233,10 +233,12 @@ def lying_mjpeg(path: Path, width: int = 16000, height: int = 12000) -> Path:
     return path
 
 
+@lru_cache(maxsize=None)
 def truncated_variants() -> dict[str, bytes]:
     """File name -> bytes: pixel data cut short or too little for the header, in every format.
 
     Each must be a "truncated" error, however complete the file looks (an end marker appended).
+    Built once (cached): read, do not modify.
     """
     photo = astronaut()
     baseline, progressive = jpeg(photo), jpeg(photo, progressive=True)
@@ -272,6 +274,7 @@ def truncated_variants() -> dict[str, bytes]:
     }
 
 
+@lru_cache(maxsize=None)
 def harmless_jpeg_oddities() -> dict[str, bytes]:
     """File name -> bytes: JPEGs libjpeg warns about whose pixels are all there. Each must decode."""
     photo = astronaut()
