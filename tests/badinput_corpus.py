@@ -214,26 +214,75 @@ def lying_bmp(width: int = 9000, height: int = 9000) -> bytes:
     return bytes(buffer)
 
 
-def lying_mjpeg(path: Path, width: int = 16000, height: int = 12000) -> Path:
-    """A 64x48 Motion-JPEG video (5 frames; container from ``path``'s suffix) whose every frame
-    header says ``width`` x ``height``: the container is honest, the frames lie."""
+def lying_h264_video(path: Path, width: int = 16000, height: int = 12000) -> Path:
+    """A 64x48 H.264 clip (5 frames, about 3 KB; container from ``path``'s suffix) whose sequence
+    parameter set says ``width`` x ``height`` (multiples of 16). ffmpeg alone decodes it, concealing
+    the missing macroblocks, into frames of that size: 576 MB of RGB each at 16000x12000."""
     import subprocess
 
     import imageio_ffmpeg
 
-    honest = path.with_name("honest-" + path.name)
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-                    "-i", "testsrc2=size=64x48:rate=5", "-t", "1", "-c:v", "mjpeg", "-pix_fmt", "yuvj420p",
-                    str(honest)], check=True)
-    frame_header = b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", 48, 64)
-    data = honest.read_bytes()
-    assert data.count(frame_header) == 5, "every frame's header is where it is expected"
-    path.write_bytes(data.replace(frame_header, b"\xff\xc0\x00\x11\x08" + struct.pack(">HH", height, width)))
-    honest.unlink()
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    stream = path.with_name(path.name + ".h264")
+    subprocess.run(ffmpeg + ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5", "-t", "1", "-c:v", "libx264",
+                             "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-f", "h264", str(stream)], check=True)
+    stream.write_bytes(_with_h264_size(stream.read_bytes(), width, height))
+    # -max_pixels: probing the stream for the copy would otherwise decode a huge frame or two
+    subprocess.run(ffmpeg + ["-max_pixels", "1000", "-r", "5", "-i", str(stream), "-c", "copy", str(path)],
+                   check=True)
+    stream.unlink()
     return path
 
 
-@lru_cache(maxsize=None)
+def _with_h264_size(data: bytes, width: int, height: int) -> bytes:
+    """An Annex B baseline stream with its SPS's picture size rewritten (the fields before it kept)."""
+    start = data.index(b"\x00\x00\x00\x01\x67") + 5
+    end = data.index(b"\x00\x00\x00\x01", start)
+    bits = _Bits(data[start:end].replace(b"\x00\x00\x03", b"\x00\x00"))
+    assert bits.u(8) == 66, "baseline profile: no chroma or bit-depth fields to step over"
+    bits.u(16), bits.ue(), bits.ue()  # constraint flags and level, SPS id, log2_max_frame_num - 4
+    if bits.ue() == 0:  # pic_order_cnt_type 0 carries one more field (x264 never writes type 1)
+        bits.ue()
+    bits.ue(), bits.u(1)  # max_num_ref_frames, gaps_in_frame_num_allowed
+    head = bits.text[:bits.at]
+    bits.ue(), bits.ue()  # the size, in macroblocks minus one
+    rest = bits.text[bits.at:].rstrip("0")[:-1]  # without the stop bit and its padding
+    text = head + _ue(width // 16 - 1) + _ue(height // 16 - 1) + rest + "1"
+    text += "0" * (-len(text) % 8)
+    payload = bytes(int(text[i:i + 8], 2) for i in range(0, len(text), 8))
+    return data[:start] + _escape_nal(payload) + data[end:]
+
+
+class _Bits:
+    def __init__(self, data: bytes):
+        self.text, self.at = "".join(f"{byte:08b}" for byte in data), 0
+
+    def u(self, count: int) -> int:
+        self.at += count
+        return int(self.text[self.at - count:self.at], 2) if count else 0
+
+    def ue(self) -> int:
+        zeros = self.text.index("1", self.at) - self.at
+        self.at += zeros + 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+
+def _ue(value: int) -> str:
+    code = bin(value + 1)[2:]
+    return "0" * (len(code) - 1) + code
+
+
+def _escape_nal(payload: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for byte in payload:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
 def truncated_variants() -> dict[str, bytes]:
     """File name -> bytes: pixel data cut short or too little for the header, in every format.
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .options import composite_options, model_options
-from .video import refuse_image_format, smooth_option
+from .video import max_pixels_option, refuse_image_format, smooth_option
 
 
 @click.command()
@@ -21,8 +21,10 @@ from .video import refuse_image_format, smooth_option
 @model_options
 @composite_options
 @smooth_option
+@max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No status line or summary.")
-def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth, quiet):
+def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth,
+           max_pixels, quiet):
     """Segment a live feed (MediaPipe's LIVE_STREAM mode); Ctrl-C stops and finishes the output.
 
     \b
@@ -48,7 +50,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
                                     device=device, num_threads=threads)
     outputs = LiveOutputs(composite=name, smooth=smooth,
                           effect_options=composite.effect_options(spec_for(model).labels_for(display_names_locale)))
-    with sio.open_live(source) as reader, contextlib.ExitStack() as stack:
+    with sio.open_live(source, max_pixels=max_pixels) as reader, contextlib.ExitStack() as stack:
         info = reader.info
         sinks = []
         if preview:
