@@ -94,15 +94,15 @@ def _check_pixels(path: Path, size: tuple, max_pixels: Optional[int]) -> None:
 
 
 def _pixels(image) -> np.ndarray:
-    strict = _strict_jpeg(image) if image.format in jpeg.FORMATS else None
-    if strict is not None:
-        if image.mode != "CMYK":
-            return strict
+    decoded = _strict_jpeg(image) if image.format in jpeg.FORMATS else None
+    if decoded is None:
+        image.load()  # where truncated or corrupt pixel data raises
+    elif image.mode == "CMYK":
         from PIL import Image
 
-        image = Image.fromarray(strict, "CMYK")
+        image = Image.fromarray(decoded, "CMYK")  # converted below, as Pillow's own decode would be
     else:
-        image.load()  # where truncated or corrupt pixel data raises
+        return decoded
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif image.mode == "1":
