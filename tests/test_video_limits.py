@@ -8,13 +8,14 @@ frames are scaled to square pixels, so that every output shows the input's shape
 from __future__ import annotations
 
 import re
+import subprocess
 from fractions import Fraction
 
 import imageio.v3 as iio
 import pytest
 
 import badinput_corpus as corpus
-from clips import count_frames, facts, ffmpeg_banner, make_clip
+from clips import FFMPEG, count_frames, facts, ffmpeg_banner, make_clip
 from segtool import io as sio
 from segtool.errors import InputError
 from segtool.io.video import square_size
@@ -23,19 +24,20 @@ from segtool_process import partial_files, run_segtool, stderr_lines
 FRAMES = 6
 
 
-def shown_shape(path) -> Fraction:
-    """The display aspect ratio of a video's first stream, as ffmpeg reads its header."""
-    line = next(line for line in ffmpeg_banner(path).splitlines() if ": Video:" in line)
-    width, height = map(int, re.search(r" (\d+)x(\d+)[ ,\[]", line).groups())
-    sar = re.search(r"\[SAR (\d+):(\d+) DAR", line)
-    aspect = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) else Fraction(1)
-    return Fraction(width) * aspect / height
-
-
 def sample_aspect(path) -> Fraction:
-    line = next(line for line in ffmpeg_banner(path).splitlines() if ": Video:" in line)
-    sar = re.search(r"\[SAR (\d+):(\d+) DAR", line)
+    """A video's sample aspect ratio, as ffmpeg reads its header (1 when it has none)."""
+    sar = re.search(r"\[SAR (\d+):(\d+) DAR", _video_line(path))
     return Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) else Fraction(1)
+
+
+def shown_shape(path) -> Fraction:
+    """The display aspect ratio of a video's first stream: width x sample aspect / height."""
+    width, height = map(int, re.search(r" (\d+)x(\d+)[ ,\[]", _video_line(path)).groups())
+    return Fraction(width) * sample_aspect(path) / height
+
+
+def _video_line(path) -> str:
+    return next(line for line in ffmpeg_banner(path).splitlines() if ": Video:" in line)
 
 
 def anamorphic(tmp_path, size, sar: str, name="ana.mp4"):
@@ -142,17 +144,12 @@ def test_the_reader_gives_square_pixels_at_the_shown_size(tmp_path, width, heigh
 
 
 def test_rotated_anamorphic_video_is_upright_and_unsqueezed(tmp_path):
-    import subprocess
-
-    from clips import FFMPEG
-
-    clip = anamorphic(tmp_path, (320, 360), "2", name="flat.mp4")
-    rotated = tmp_path / "rotated.mp4"
-    subprocess.run([FFMPEG, "-loglevel", "error", "-display_rotation", "90", "-i", str(clip), "-c", "copy",
-                    str(rotated)], check=True)
+    flat = anamorphic(tmp_path, (320, 360), "2", name="flat.mp4")
+    rotated = tmp_path / "rotated.mp4"  # shown turned a quarter: 360 wide, 640 tall
+    subprocess.run([FFMPEG, "-loglevel", "error", "-display_rotation", "90", "-i", flat, "-c", "copy", rotated],
+                   check=True)
     with sio.open_video(rotated) as reader:
-        first = next(iter(reader))
-    assert reader.info.size == (360, 640) and first.shape == (640, 360, 3)
+        assert reader.info.size == (360, 640) and next(iter(reader)).shape == (640, 360, 3)
 
 
 def test_every_output_shows_the_inputs_shape(tmp_path, model_env):
