@@ -147,7 +147,8 @@ def _sample_aspect(line: str) -> Fraction:
 def square_size(width: int, height: int, sample_aspect: Fraction) -> tuple[int, int]:
     """The size of ``width`` x ``height`` stored pixels shown as square ones: the wider side grows.
 
-    As the reader's scale filter (``_square_pixels``) computes it; growing, not shrinking, loses no detail.
+    As the reader's scale filter (``_square_pixels``) computes it; growing, not shrinking, so
+    that no detail is lost.
     """
     # half away from zero, as ffmpeg's round() (Python's round() goes to even)
     if sample_aspect >= 1:
