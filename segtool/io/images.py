@@ -119,7 +119,8 @@ def _strict_jpeg(image) -> Optional[np.ndarray]:
     problem = jpeg.structure_problem(data)
     if problem:
         raise jpeg.JpegTruncated(problem)
-    return jpeg.decode(data, image.tile[0].args[0] if image.tile else image.mode)
+    # the tile's raw mode says whether Adobe CMYK is inverted ('CMYK;I'); index, not .args: Pillow < 10
+    return jpeg.decode(data, image.tile[0][3][0] if image.tile else image.mode)
 
 
 def _orientation(image) -> int:
