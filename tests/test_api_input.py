@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
 from PIL import Image
 
 import badinput_corpus as corpus
@@ -129,3 +132,23 @@ def test_every_mode_refuses_alike_and_a_refused_frame_takes_no_timestamp():
     with ImageSegmenter.create_from_options(ImageSegmenterOptions(model="selfie")) as still:
         with pytest.raises(ValueError, match="accepted"):
             still.segment_batch([good, bad])
+
+
+# ---- any array at all: a mask of its size, or a ValueError ---------------------------------------
+
+ANY_DTYPE = st.sampled_from([np.uint8, np.uint16, np.int8, np.int32, np.int64, np.uint64, np.float16,
+                             np.float32, np.float64, np.bool_, np.complex64])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(arrays(ANY_DTYPE, array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=24)))
+def test_any_array_gives_a_mask_of_its_size_or_a_value_error(segmenter, image):
+    try:
+        result = segmenter.segment(image)
+    except ValueError as exc:
+        assert "\n" not in str(exc) and ("accepted" in str(exc) or "batch of one" in str(exc))
+        return
+    assert image.ndim in (2, 3) and image.dtype not in (np.bool_, np.float16, np.complex64)
+    masks = result.confidence_masks
+    assert masks.shape == (2, *image.shape[:2]) and np.isfinite(masks).all()
