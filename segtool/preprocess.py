@@ -33,6 +33,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .errors import UsageError
+
 _F32 = np.float32
 _INTER_BITS = 5  # OpenCV's warp quantises source coordinates to 1/32 pixel
 _INTER_TAB = 1 << _INTER_BITS
@@ -64,6 +66,57 @@ def resample_to_model(image: np.ndarray, size: tuple[int, int], *, rotation_degr
     if input_channels == 4:
         return _stretch(image, height, width, rotation_degrees)
     return _warp(image, height, width, rotation_degrees)
+
+
+ACCEPTED_IMAGES = ("uint8 or uint16 (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4) RGBA; "
+                   "float32 or float64 of those shapes holding 0..1")
+
+
+def validate_image(image) -> np.ndarray:
+    """``image`` (an array, or anything np.asarray takes, such as a PIL image) as the array the
+    segmenter reads, or a UsageError (a ValueError) that says what is accepted: ACCEPTED_IMAGES,
+    as MediaPipe's mp.Image formats (GRAY8, SRGB, SRGBA, GRAY16, SRGB48, SRGBA64, VEC32F1).
+
+    Other integer types are taken when every value is 0..255 (np.array([[...]]) is int64). A bool
+    array is a mask, not a picture; two channels (gray + alpha, or a VEC32F2 field) are ambiguous;
+    floats over 1 are almost always 0..255 values, which would read as white: all refused.
+    Non-contiguous and read-only arrays are fine: the segmenter never writes to its input.
+    """
+    try:
+        array = np.asarray(image)
+    except Exception as exc:  # whatever np.asarray makes of odd objects
+        raise UsageError(f"not an image ({type(image).__name__}); accepted: {ACCEPTED_IMAGES}") from exc
+    _check_layout(array)
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize >= 4:
+        return _check_unit_range(array)
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        low, high = int(array.min()), int(array.max())
+        if 0 <= low and high <= 255:
+            return array
+        raise UsageError(f"{array.dtype} image holds {low}..{high}: integer images hold 0..255 (uint8) "
+                         f"or 0..65535 (uint16); accepted: {ACCEPTED_IMAGES}")
+    raise UsageError(f"{array.dtype} is not an image type; accepted: {ACCEPTED_IMAGES}")
+
+
+def _check_layout(array: np.ndarray) -> None:
+    channels = array.shape[2] if array.ndim == 3 else 1
+    if array.ndim == 4 and array.shape[0] == 1:
+        raise UsageError(f"shape {array.shape} is a batch of one: pass image[0] (or use segment_batch)")
+    if array.ndim not in (2, 3) or channels not in (1, 3, 4) or array.size == 0:
+        raise UsageError(f"shape {array.shape} is not an image: accepted: {ACCEPTED_IMAGES}")
+
+
+def _check_unit_range(array: np.ndarray) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise UsageError(f"{array.dtype} image holds NaN or infinity; accepted: {ACCEPTED_IMAGES}")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        hint = " (0..255 values: divide by 255, or pass uint8)" if high <= 255.0 and low >= 0.0 else ""
+        raise UsageError(f"{array.dtype} image holds {low:g}..{high:g}, outside 0..1{hint}; "
+                         f"accepted: {ACCEPTED_IMAGES}")
+    return array
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from .errors import ModelError, UsageError
 from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
 from .postprocess import postprocess, probabilities
-from .preprocess import image_to_tensor, resample_to_model
+from .preprocess import image_to_tensor, resample_to_model, validate_image
 from .runtime import ExecutionPath, InferenceSession, choose_path, default_batch_size, usable_cpus
 
 _NO_ROTATION = ImageProcessingOptions()
@@ -89,19 +89,24 @@ class ImageSegmenter:
 
     def segment(self, image, image_processing_options: ImageProcessingOptions = _NO_ROTATION
                 ) -> SegmentationResult:
+        """Segment one image: uint8 or uint16 (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4)
+        RGBA (alpha laid over white), or float32/float64 of those shapes holding 0..1. Anything
+        else (floats holding 0..255, NaN, bool, 2 or 5 channels, empty, 4-D) raises ValueError.
+        """
         self._require_mode(RunningMode.IMAGE, "segment")
-        return self._segment_batch([image], image_processing_options)[0]
+        return self._segment_batch([validate_image(image)], image_processing_options)[0]
 
     def segment_batch(self, images: Sequence, image_processing_options: ImageProcessingOptions = _NO_ROTATION
                       ) -> list[SegmentationResult]:
         """IMAGE mode, several images in one inference call where the model allows it."""
         self._require_mode(RunningMode.IMAGE, "segment_batch")
-        return self._segment_batch(list(images), image_processing_options)
+        return self._segment_batch([validate_image(image) for image in images], image_processing_options)
 
     def segment_for_video(self, image, timestamp_ms: int,
                           image_processing_options: ImageProcessingOptions = _NO_ROTATION
                           ) -> SegmentationResult:
         self._require_mode(RunningMode.VIDEO, "segment_for_video")
+        image = validate_image(image)  # before the clock moves: a refused frame takes no timestamp
         self._advance_clock(timestamp_ms)
         return self._segment_batch([image], image_processing_options)[0]
 
@@ -109,8 +114,9 @@ class ImageSegmenter:
                       image_processing_options: ImageProcessingOptions = _NO_ROTATION) -> None:
         """Queue a frame; the newest frame wins when inference falls behind."""
         self._require_mode(RunningMode.LIVE_STREAM, "segment_async")
+        image = validate_image(image)
         self._advance_clock(timestamp_ms)
-        self._worker.submit((to_rgb8(np.asarray(image)), timestamp_ms, image_processing_options))
+        self._worker.submit((to_rgb8(image), timestamp_ms, image_processing_options))
 
     def close(self) -> None:
         if self._worker:

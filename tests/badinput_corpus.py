@@ -158,6 +158,195 @@ def half_person(height: int = 240, width: int = 320) -> np.ndarray:
     return picture
 
 
+# ---- data that ends early, or lies about its size ------------------------------------------------
+
+EOI = b"\xff\xd9"  # JPEG's end-of-image marker: appended to a cut file, libjpeg fills the rest with grey
+
+
+def cut_with_end(data: bytes, fraction: float, end: bytes = EOI) -> bytes:
+    """``data`` cut to ``fraction`` of its length, with an end marker appended so it looks whole."""
+    return data[: int(len(data) * fraction)] + end
+
+
+def progressive_scans_only(data: bytes, scans: int) -> bytes:
+    """A progressive JPEG's first ``scans`` scans and an end marker: a cut exactly between scans."""
+    starts = [i for i in range(len(data) - 1) if data[i:i + 2] == b"\xff\xda"]
+    return data[: starts[scans]] + EOI
+
+
+def _with_jpeg_size(data: bytes, width: int, height: int) -> bytes:
+    buffer = bytearray(data)
+    for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2"):
+        at = buffer.find(marker)
+        if at >= 0:
+            buffer[at + 5:at + 9] = struct.pack(">HH", height, width)
+            return bytes(buffer)
+    raise ValueError("no frame header")
+
+
+def lying_jpeg(width: int = 9000, height: int = 9000, **options) -> bytes:
+    """A 64x64 JPEG (about 2 KB) whose header says ``width`` x ``height``."""
+    return _with_jpeg_size(jpeg(astronaut()[:64, :64], **options), width, height)
+
+
+def lying_png(width: int, height: int, color_type: int = 2) -> bytes:
+    """A complete PNG whose IHDR says ``width`` x ``height`` over 4 KB of rows."""
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\0" * 4096)) + _chunk(b"IEND", b"")
+
+
+def lying_gif(width: int = 16000, height: int = 16000, *, frame_too: bool = False) -> bytes:
+    """A 3-frame GIF of 16x16 pixels (a few hundred bytes) whose logical screen says ``width`` x
+    ``height`` (ffmpeg decodes frames at the screen's size); ``frame_too``: the first frame's
+    descriptor says so as well, over its 16x16 pixels of data."""
+    buffer = bytearray(animated_gif(flat_frames(16, 16)))
+    buffer[6:10] = struct.pack("<HH", width, height)
+    if frame_too:
+        table = 3 * 2 ** ((buffer[10] & 7) + 1) if buffer[10] & 0x80 else 0
+        descriptor = buffer.index(0x2C, 13 + table)
+        buffer[descriptor + 5:descriptor + 9] = struct.pack("<HH", width, height)
+    return bytes(buffer)
+
+
+def lying_bmp(width: int = 9000, height: int = 9000) -> bytes:
+    buffer = bytearray(encode(astronaut()[:16, :16], "BMP"))
+    buffer[18:26] = struct.pack("<ii", width, height)
+    return bytes(buffer)
+
+
+def lying_h264_video(path: Path, width: int = 16000, height: int = 12000) -> Path:
+    """A 64x48 H.264 clip (5 frames, about 3 KB; container from ``path``'s suffix) whose sequence
+    parameter set says ``width`` x ``height`` (multiples of 16). ffmpeg alone decodes it, concealing
+    the missing macroblocks, into frames of that size: 576 MB of RGB each at 16000x12000."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    stream = path.with_name(path.name + ".h264")
+    subprocess.run(ffmpeg + ["-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5", "-t", "1", "-c:v", "libx264",
+                             "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-f", "h264", str(stream)], check=True)
+    stream.write_bytes(_with_h264_size(stream.read_bytes(), width, height))
+    # -max_pixels: probing the stream for the copy would otherwise decode a huge frame or two
+    subprocess.run(ffmpeg + ["-max_pixels", "1000", "-r", "5", "-i", str(stream), "-c", "copy", str(path)],
+                   check=True)
+    stream.unlink()
+    return path
+
+
+def _with_h264_size(data: bytes, width: int, height: int) -> bytes:
+    """An Annex B baseline stream with its SPS's picture size rewritten (the fields before it kept)."""
+    start = data.index(b"\x00\x00\x00\x01\x67") + 5
+    end = data.index(b"\x00\x00\x00\x01", start)
+    bits = _Bits(data[start:end].replace(b"\x00\x00\x03", b"\x00\x00"))
+    assert bits.u(8) == 66, "baseline profile: no chroma or bit-depth fields to step over"
+    bits.u(16), bits.ue(), bits.ue()  # constraint flags and level, SPS id, log2_max_frame_num - 4
+    if bits.ue() == 0:  # pic_order_cnt_type 0 carries one more field (x264 never writes type 1)
+        bits.ue()
+    bits.ue(), bits.u(1)  # max_num_ref_frames, gaps_in_frame_num_allowed
+    head = bits.text[:bits.at]
+    bits.ue(), bits.ue()  # the size, in macroblocks minus one
+    rest = bits.text[bits.at:].rstrip("0")[:-1]  # without the stop bit and its padding
+    text = head + _ue(width // 16 - 1) + _ue(height // 16 - 1) + rest + "1"
+    text += "0" * (-len(text) % 8)
+    payload = bytes(int(text[i:i + 8], 2) for i in range(0, len(text), 8))
+    return data[:start] + _escape_nal(payload) + data[end:]
+
+
+class _Bits:
+    def __init__(self, data: bytes):
+        self.text, self.at = "".join(f"{byte:08b}" for byte in data), 0
+
+    def u(self, count: int) -> int:
+        self.at += count
+        return int(self.text[self.at - count:self.at], 2) if count else 0
+
+    def ue(self) -> int:
+        zeros = self.text.index("1", self.at) - self.at
+        self.at += zeros + 1
+        return (1 << zeros) - 1 + self.u(zeros)
+
+
+def _ue(value: int) -> str:
+    code = bin(value + 1)[2:]
+    return "0" * (len(code) - 1) + code
+
+
+def _escape_nal(payload: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for byte in payload:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+def truncated_variants() -> dict[str, bytes]:
+    """File name -> bytes: pixel data cut short or too little for the header, in every format.
+
+    Each must be a "truncated" error, however complete the file looks (an end marker appended).
+    Built once (cached): read, do not modify.
+    """
+    photo = astronaut()
+    baseline, progressive = jpeg(photo), jpeg(photo, progressive=True)
+    restarts = jpeg(photo, restart_marker_blocks=4)
+    gray = jpeg(np.asarray(Image.fromarray(photo).convert("L")))
+    return {
+        "cut third with EOI.jpg": cut_with_end(baseline, 1 / 3),
+        "cut near end with EOI.jpg": cut_with_end(baseline, 0.97),
+        "cut header with EOI.jpg": baseline[:400] + EOI,
+        "progressive cut with EOI.jpg": cut_with_end(progressive, 0.5),
+        "progressive first scan only.jpg": progressive_scans_only(progressive, 1),
+        "progressive all but one scan.jpg": progressive_scans_only(progressive, progressive.count(b"\xff\xda") - 1),
+        "restart markers cut with EOI.jpg": cut_with_end(restarts, 0.4),
+        "restart markers cut.jpg": restarts[: len(restarts) // 2],
+        "gray cut with EOI.jpg": cut_with_end(gray, 0.5),
+        "cmyk cut with EOI.jpg": cut_with_end(cmyk_jpeg(coffee()), 0.5),
+        "exif rotated cut with EOI.jpg": cut_with_end(oriented(half_person(), 6, "JPEG"), 0.5),
+        "lying 9000x9000.jpg": lying_jpeg(9000, 9000),
+        "lying progressive 9000x9000.jpg": lying_jpeg(9000, 9000, progressive=True),
+        "lying 3000x2000.jpg": lying_jpeg(3000, 2000),
+        "png cut with IEND.png": cut_with_end(png(photo), 1 / 3, _chunk(b"IEND", b"")),
+        "lying png.png": lying_png(5000, 5000),
+        "gif cut.gif": encode(photo, "GIF")[: 150_000],
+        "gif cut with trailer.gif": cut_with_end(encode(photo, "GIF"), 1 / 3, b"\x00\x3b"),
+        "lying gif.gif": lying_gif(9000, 9000, frame_too=True),
+        "webp cut.webp": encode(photo, "WEBP", quality=80)[:-500],
+        "lossless webp cut.webp": encode(photo, "WEBP", lossless=True)[:-500],
+        "tiff cut.tif": encode(photo, "TIFF")[: 400_000],
+        "deflate tiff cut.tif": encode(photo, "TIFF", compression="tiff_deflate")[:-2000],
+        "bmp cut.bmp": encode(photo, "BMP")[:-1000],
+        "lying bmp.bmp": lying_bmp(9000, 9000),
+    }
+
+
+@lru_cache(maxsize=None)
+def harmless_jpeg_oddities() -> dict[str, bytes]:
+    """File name -> bytes: JPEGs libjpeg warns about whose pixels are all there. Each must decode."""
+    photo = astronaut()
+    baseline = jpeg(photo)
+    jfif_3 = bytearray(baseline)
+    jfif_3[jfif_3.index(b"JFIF\0") + 5] = 3  # an unknown JFIF major version
+    return {
+        "padding before EOI.jpg": baseline[:-2] + b"\0\0\0" + EOI,
+        "garbage after EOI.jpg": baseline + b"not part of the picture" * 4,
+        "jfif 3.jpg": bytes(jfif_3),
+        "restart markers.jpg": jpeg(photo, restart_marker_blocks=4),
+        "progressive.jpg": jpeg(photo, progressive=True),
+        "optimized 444.jpg": jpeg(photo, optimize=True, subsampling=0),
+        "multi-picture.jpg": multi_picture(photo, chelsea()),
+    }
+
+
+def multi_picture(first: np.ndarray, second: np.ndarray) -> bytes:
+    """An MPO file, as cameras write for stereo or previews: two JPEGs, one after the other."""
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, "MPO", save_all=True, append_images=[Image.fromarray(second)])
+    return buffer.getvalue()
+
+
 # ---- the bad ones -----------------------------------------------------------------------------
 
 def random_bytes(size: int = 4096, seed: int = 6) -> bytes:
@@ -166,6 +355,16 @@ def random_bytes(size: int = 4096, seed: int = 6) -> bytes:
 
 def bad_inputs() -> dict[str, bytes | None]:
     """File name -> content; None means a directory of that name. Each must fail on its own."""
+    return dict(_bad_inputs())
+
+
+def good_inputs() -> dict[str, bytes]:
+    """File name -> content: awkward but valid images, all of which must segment."""
+    return dict(_good_inputs())
+
+
+@lru_cache(maxsize=None)  # built once per test process: encoding the corpus takes seconds
+def _bad_inputs() -> dict[str, bytes | None]:
     photo = astronaut()
     whole_jpeg, whole_png = jpeg(photo), png(photo)
     progressive = jpeg(photo, progressive=True)
@@ -178,11 +377,12 @@ def bad_inputs() -> dict[str, bytes | None]:
         "notes.jpg": "This is not a picture.\nJust some text.\n".encode(),
         "folder.jpg": None,
         "bomb.png": bomb_png(100_000, 100_000),
+        **truncated_variants(),
     }
 
 
-def good_inputs() -> dict[str, bytes]:
-    """File name -> content: awkward but valid images, all of which must segment."""
+@lru_cache(maxsize=None)
+def _good_inputs() -> dict[str, bytes]:
     photo = astronaut()
     palette, _ = palette_png_with_transparency(chelsea())
     return {
@@ -195,6 +395,7 @@ def good_inputs() -> dict[str, bytes]:
         "grace hopper.jpg": grace_hopper_jpeg(),
         "café ☕ 写真.png": png(chelsea()),
         "rotated 6.jpg": oriented(half_person(), 6, "JPEG"),
+        **harmless_jpeg_oddities(),
     }
 
 

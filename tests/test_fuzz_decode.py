@@ -29,6 +29,10 @@ def seeds() -> dict[str, bytes]:
         "rgb16.png": corpus.raw_png(corpus.sixteen_bit(small), bit_depth=16, color_type=2),
         "exif6.jpeg": corpus.oriented(small, 6, "JPEG"),
         "gif": corpus.animated_gif(corpus.flat_frames(16, 16)),
+        "restarts.jpeg": corpus.jpeg(small, restart_marker_blocks=2),
+        "cmyk.jpeg": corpus.cmyk_jpeg(small),
+        "webp": corpus.encode(small, "WEBP", quality=80),
+        "tiff": corpus.encode(small, "TIFF", compression="tiff_deflate"),
     }
 
 

@@ -24,6 +24,15 @@ def smooth_option(function):
     )(function)
 
 
+def max_pixels_option(function):
+    # the same default as `segtool image` (io.DEFAULT_MAX_PIXELS, not imported: --help stays light)
+    return click.option(
+        "--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
+        help="Refuse a source whose frames (as shown, in square pixels) are larger than this many pixels; "
+             "checked from the stream's header, before any frame is decoded.",
+    )(function)
+
+
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @model_options
@@ -38,11 +47,13 @@ def smooth_option(function):
               help="A video file (.mp4 .m4v .mov .mkv .webm .avi) for one output, or a folder: an existing "
                    "one, or a name ending in /.")
 @smooth_option
+@max_pixels_option
 @click.option("--audio/--no-audio", "keep_audio", default=True, show_default=True,
               help="Copy the input's audio into composite videos (re-encoded where the container needs it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def video(input_path, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, palette, composite, alpha, mask_video, output, smooth, keep_audio, quiet):
+          confidence_format, palette, composite, alpha, mask_video, output, smooth, max_pixels, keep_audio,
+          quiet):
     """Segment every frame of a video (MediaPipe's VIDEO running mode).
 
     \b
@@ -80,7 +91,7 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
                               category_preview=palette, confidence_masks=confidence_masks,
                               confidence_format=confidence_format)
         _refuse_frame_overwrites(frames, protected)
-    with sio.open_video(input_path) as reader:
+    with sio.open_video(input_path, max_pixels=max_pixels) as reader:
         options = ImageSegmenterOptions(
             model=model, running_mode=RunningMode.VIDEO, output_category_mask=category_mask,
             output_confidence_masks=confidence_masks or bool(videos) or smooth > 0,

@@ -8,7 +8,7 @@ import sys
 import click
 
 from .options import model_options, refuse_unencodable_videos, stream_composite_options
-from .video import smooth_option
+from .video import max_pixels_option, smooth_option
 
 
 @click.command()
@@ -22,8 +22,10 @@ from .video import smooth_option
 @model_options
 @stream_composite_options
 @smooth_option
+@max_pixels_option
 @click.option("--quiet", "-q", is_flag=True, help="No status line or summary.")
-def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth, quiet):
+def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth,
+           max_pixels, quiet):
     """Segment a live feed (MediaPipe's LIVE_STREAM mode); Ctrl-C stops and finishes the output.
 
     \b
@@ -58,7 +60,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     # started once the run has stopped and never released: from then on the process only
     # finishes its outputs and exits, and a further Ctrl-C must not cut that short
     hold = SignalHold(stops)
-    with sio.open_live(source) as reader, contextlib.ExitStack() as stack:
+    with sio.open_live(source, max_pixels=max_pixels) as reader, contextlib.ExitStack() as stack:
         info = reader.info
         sinks = []
         if preview:

@@ -6,7 +6,9 @@ What a file gets (documented in `segtool image --help` and the README):
 - grayscale, palette, CMYK and 16-bit images as RGB as a viewer shows them; transparent
   pixels laid over white (an opaque image reads exactly as MediaPipe reads it);
 - truncated or damaged pixel data is an error, never a partly grey image
-  (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False);
+  (Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False; JPEGs, which libjpeg would fill
+  with grey, are decoded strictly by ``jpeg``, and refused when their data is too little for
+  their header);
 - images over ``max_pixels`` are refused from their header, before any pixel is decoded.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, UsageError
+from . import jpeg
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -91,7 +94,15 @@ def _check_pixels(path: Path, size: tuple, max_pixels: Optional[int]) -> None:
 
 
 def _pixels(image) -> np.ndarray:
-    image.load()  # where truncated or corrupt pixel data raises
+    decoded = _strict_jpeg(image) if image.format in jpeg.FORMATS else None
+    if decoded is None:
+        image.load()  # where truncated or corrupt pixel data raises
+    elif image.mode == "CMYK":
+        from PIL import Image
+
+        image = Image.fromarray(decoded, "CMYK")  # converted below, as Pillow's own decode would be
+    else:
+        return decoded
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if image.has_transparency_data else "RGB")
     elif image.mode == "1":
@@ -99,6 +110,17 @@ def _pixels(image) -> np.ndarray:
     elif image.mode not in _ARRAY_MODES:
         image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...: as Pillow shows them
     return np.asarray(image)
+
+
+def _strict_jpeg(image) -> Optional[np.ndarray]:
+    """The first picture of a JPEG, decoded strictly; None where Pillow must decode it instead."""
+    image.fp.seek(0)
+    data = image.fp.read()
+    problem = jpeg.structure_problem(data)
+    if problem:
+        raise jpeg.JpegTruncated(problem)
+    # the tile's raw mode says whether Adobe CMYK is inverted ('CMYK;I'); index, not .args: Pillow < 10
+    return jpeg.decode(data, image.tile[0][3][0] if image.tile else image.mode)
 
 
 def _orientation(image) -> int:
@@ -140,11 +162,54 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
         return InputError(f"{path}: too large to decode in memory (lower --max-pixels)")
     if isinstance(exc, Image.DecompressionBombError):
         return _bomb_error(path, max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+    if _cut_short(path):
+        return InputError(f"{path}: truncated image (the file ends before the length its header declares)")
     if isinstance(exc, UnidentifiedImageError):
         return InputError(f"{path}: not an image, or a format segtool cannot read")
+    if isinstance(exc, jpeg.JpegTruncated):
+        return InputError(f"{path}: truncated image ({exc})")
+    if isinstance(exc, jpeg.JpegDamaged):
+        return InputError(f"{path}: damaged image ({reason(exc)})")
     if "truncated" in str(exc).lower():
         return InputError(f"{path}: truncated image (the pixel data ends early)")
     return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether the file's container declares more bytes than the file has (WebP, TIFF, AVIF/HEIF).
+
+    Their decoders then fail with "cannot identify" or "could not create decoder": say why.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as stream:
+            head = stream.read(16)
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+                return int.from_bytes(head[4:8], "little") + 8 > size
+            if head[:4] in (b"II*\0", b"MM\0*"):
+                return int.from_bytes(head[4:8], "little" if head[:2] == b"II" else "big") >= size
+            if head[4:8] == b"ftyp":
+                return _boxes_overrun(stream, size)
+    except OSError:
+        return False
+    return False
+
+
+def _boxes_overrun(stream, size: int) -> bool:
+    """Whether an ISO BMFF file's top-level boxes (ftyp, meta, mdat...) run past its end."""
+    at = 0
+    while at + 8 <= size:
+        stream.seek(at)
+        header = stream.read(16)
+        length = int.from_bytes(header[:4], "big")
+        if length == 1 and len(header) == 16:
+            length = int.from_bytes(header[8:16], "big")
+        if length == 0:  # the box runs to the end of the file
+            return False
+        if length < 8:
+            return False  # not a box structure we can judge
+        at += length
+    return at > size
 
 
 def _bomb_error(path: Path, max_pixels: Optional[int], ceiling: int) -> InputError:

@@ -7,6 +7,7 @@ failed encode would look like success. The protocol is theirs (raw frames on std
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import InputError, OutputError, UsageError
+from .images import DEFAULT_MAX_PIXELS
 from .writers import atomic_output, ensure_dir, write_error
 
 VIDEO_EXTENSIONS = frozenset(".mp4 .m4v .mov .mkv .webm .avi".split())
@@ -35,6 +37,7 @@ _AUDIO_COPY = {
 }
 _AUDIO_ENCODER = {"mp4": "aac", "mov": "aac", "webm": "libopus", "avi": "libmp3lame"}
 _HEADER_TIMEOUT_S = 30.0
+_FFMPEG_INT_MAX = 2**31 - 1  # ffmpeg's -max_pixels is an int option
 _LEVELS = ("panic", "fatal", "error", "warning", "info")
 _LOG_LINE = re.compile(r"\[(%s)\] ?(.*)$" % "|".join(_LEVELS))
 
@@ -55,7 +58,9 @@ def ffmpeg_exe() -> str:
 class VideoInfo:
     """What ffmpeg said about a source's video (and audio) stream and the frames it will send.
 
-    ``width``/``height`` are of the decoded, upright frames (rotation metadata applied).
+    ``width``/``height`` are of the decoded frames: upright (rotation metadata applied) and in
+    square pixels (anamorphic video scaled to the shape it is shown at; ``sample_aspect`` is the
+    source's sample aspect ratio, 1 for square pixels).
     ``fps`` is the constant rate frames arrive at; ``variable_rate`` says the source was not
     constant (judged from the banner; VideoReader.retimed knows for sure once read).
     """
@@ -67,6 +72,7 @@ class VideoInfo:
     duration: Optional[float] = None
     audio_codec: Optional[str] = None
     variable_rate: bool = False
+    sample_aspect: Fraction = Fraction(1)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -111,6 +117,7 @@ def parse_header(lines: Sequence[str], source: str) -> VideoInfo:
         audio_codec=audio.split("Audio:", 1)[1].split()[0].strip(",") if audio else None,
         # the average rate differs from the nominal one only when frame durations vary
         variable_rate=bool(fps_in and tbr_in and abs(float(fps_in) - float(tbr_in)) > 0.02),
+        sample_aspect=_sample_aspect(video_in),
     )
 
 
@@ -127,6 +134,50 @@ def _frame_size(line: str) -> tuple[int, int]:
     if not match or not int(match.group(1)) or not int(match.group(2)):
         raise InputError(f"cannot tell the frame size from ffmpeg's description: {line.strip()!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+def _sample_aspect(line: str) -> Fraction:
+    # ' 320x360 [SAR 2:1 DAR 16:9]'; no SAR, or 0:1 (unknown), means square pixels
+    match = re.search(r"\[SAR (\d+):(\d+) DAR", line)
+    if not match or not int(match.group(1)) or not int(match.group(2)):
+        return Fraction(1)
+    return Fraction(int(match.group(1)), int(match.group(2)))
+
+
+def square_size(width: int, height: int, sample_aspect: Fraction) -> tuple[int, int]:
+    """The size of ``width`` x ``height`` stored pixels shown as square ones: the wider side grows.
+
+    As the reader's scale filter (``_square_pixels``) computes it; growing, not shrinking, so
+    that no detail is lost.
+    """
+    # half away from zero, as ffmpeg's round() (Python's round() goes to even)
+    if sample_aspect >= 1:
+        return max(1, math.floor(width * sample_aspect + Fraction(1, 2))), height
+    return width, max(1, math.floor(height / sample_aspect + Fraction(1, 2)))
+
+
+def pixel_problem(lines: Sequence[str], errors: Sequence[str], label: str,
+                  max_pixels: Optional[int]) -> Optional[str]:
+    """Why the input stream's frames are over ``max_pixels`` (stored or shown), or None.
+
+    From the banner's input stream, or from the decoder's refusal (``-max_pixels``), which comes
+    before the banner can give a size.
+    """
+    if not max_pixels:
+        return None
+    refused = next(filter(None, (re.search(r"Picture size (\d+)x(\d+) (?:exceeds|is invalid)", e)
+                                 for e in errors)), None)
+    line = _stream_line("\n".join(lines).partition("Output #0")[0], "Video")
+    match = refused or re.search(r" (\d+)x(\d+)[ ,\[]", line + " ")
+    if not match:
+        return None
+    width, height = int(match.group(1)), int(match.group(2))
+    shown = square_size(width, height, _sample_aspect(line))
+    for (w, h), how in (((width, height), ""), (shown, f" (shown at {shown[0]}x{shown[1]})")):
+        if w * h > max_pixels:
+            return (f"{label}: {width}x{height} frames{how} are {w * h:,} pixels, over the limit of "
+                    f"{max_pixels:,} (raise it with --max-pixels)")
+    return None
 
 
 def _rate_field(line: str, unit: str) -> Optional[Fraction]:
@@ -241,15 +292,19 @@ class VideoReader:
     """
 
     def __init__(self, source: str, *, input_args: Sequence[str] = (), constant_rate: bool = True,
-                 label: Optional[str] = None):
+                 label: Optional[str] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
         self.label = label or source
         self._source = source
         self._closed = False
+        self._max_pixels = max_pixels
         self.problem: Optional[str] = None
         self.retimed = (0, 0)
+        # ffmpeg's decoders refuse frames over the limit themselves, so that none is ever allocated
+        # (a 30 KB GIF can declare 16000x16000); the banner check below says so in one line.
+        limit = ["-max_pixels", str(min(max_pixels, _FFMPEG_INT_MAX))] if max_pixels else []
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
-                   *input_args, "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
-                   "-fps_mode", "cfr" if constant_rate else "passthrough",
+                   *input_args, *limit, "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
+                   "-vf", _square_pixels(max_pixels), "-fps_mode", "cfr" if constant_rate else "passthrough",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         self._child = _Child(command, reads=True)
         self.info = self._read_banner()
@@ -259,6 +314,10 @@ class VideoReader:
         if not log.banner_done.wait(_HEADER_TIMEOUT_S):
             self.close()
             raise InputError(f"{self.label}: no video from ffmpeg after {_HEADER_TIMEOUT_S:.0f} s")
+        too_large = pixel_problem(log.banner, log.errors, self.label, self._max_pixels)
+        if too_large:
+            self.close()
+            raise InputError(too_large)
         if "Output #0" not in "\n".join(log.banner):
             self._child.finish()
             raise InputError(_unreadable(self.label, log.telling_error()))
@@ -301,6 +360,19 @@ class VideoReader:
         self.close()
 
 
+def _square_pixels(max_pixels: Optional[int]) -> str:
+    """ffmpeg filters showing anamorphic frames in square pixels, sized as square_size() does.
+
+    Frames whose square size would pass ``max_pixels`` keep their size: the reader refuses such
+    a stream from its banner, and ffmpeg must not allocate the large frame before it does.
+    """
+    width, height = "if(gte(sar,1),round(iw*sar),iw)", "if(gte(sar,1),ih,round(ih/sar))"
+    if max_pixels:
+        over = f"gt({width}*{height},{max_pixels})"
+        width, height = f"if({over},iw,{width})", f"if({over},ih,{height})"
+    return f"scale=w='{width}':h='{height}',setsar=1"
+
+
 def _field(report: str, name: str) -> Optional[str]:
     match = re.search(r"\b%s=\s*(\S+)" % name, report)
     return match.group(1) if match else None
@@ -339,15 +411,15 @@ def _unreadable(label: str, error: str) -> str:
     return f"{label}: not a video ffmpeg can read ({detail})"
 
 
-def open_video(path) -> VideoReader:
-    """Decode a video file; InputError (one line) when it is missing or not a video."""
+def open_video(path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> VideoReader:
+    """Decode a video file; InputError (one line) when it is missing, not a video, or over ``max_pixels``."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video")
     if not path.exists():
         raise InputError(f"{path}: no such file")
     # an absolute path keeps a name starting with '-' from reading as an ffmpeg option
-    return VideoReader(str(path.absolute()), label=str(path))
+    return VideoReader(str(path.absolute()), label=str(path), max_pixels=max_pixels)
 
 
 _DEVICE_FORMATS = ("v4l2", "video4linux2", "avfoundation", "dshow", "x11grab", "gdigrab", "lavfi")
@@ -382,10 +454,11 @@ def _default_camera() -> str:
     raise UsageError("no default camera on this platform: name one with --source (e.g. 'dshow:video=NAME')")
 
 
-def open_live(source: Optional[str]) -> VideoReader:
+def open_live(source: Optional[str], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> VideoReader:
     """A camera (default: the first), a file or an ffmpeg lavfi graph, frames as they come."""
     input_args, target = live_input(source)
-    return VideoReader(target, input_args=input_args, constant_rate=False, label=source or target)
+    return VideoReader(target, input_args=input_args, constant_rate=False, label=source or target,
+                       max_pixels=max_pixels)
 
 
 # ---- writing --------------------------------------------------------------------------------
