@@ -87,7 +87,7 @@ def test_the_reader_refuses_frames_over_the_limit_from_the_header(lying, name):
 def test_the_command_says_one_line_exits_1_and_leaves_nothing(tmp_path, lying, model_env, name):
     path, claimed = lying[name]
     out = tmp_path / "out"
-    result = run_segtool(["video", path, "--blur", "--mask-video", out / "mask.mp4", "-o", out], model_env)
+    result = run_segtool(["video", path, "--blur", "--mask-video", out / "mask.mp4", "-o", f"{out}/"], model_env)
     lines = stderr_lines(result)
     assert result.returncode == 1, lines
     width, height = map(int, claimed.split("x"))
@@ -157,7 +157,7 @@ def test_every_output_shows_the_inputs_shape(tmp_path, model_env):
     assert shown_shape(clip) == Fraction(16, 9)
     out = tmp_path / "out"
     composite = run_segtool(["video", clip, "--blur", "--alpha", "--mask-video", out / "ana.mask.mp4",
-                             "--category-mask", "-o", out], model_env)
+                             "--category-mask", "-o", f"{out}/"], model_env)
     assert composite.returncode == 0, composite.stderr
     for name in ("ana.blur.mp4", "ana.cutout.webm", "ana.mask.mp4"):
         video = out / name
