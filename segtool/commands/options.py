@@ -217,5 +217,6 @@ def parse_classes(text, labels) -> tuple[int, ...] | None:
 
 
 def output_dir_option(function):
-    return click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=Path("."), show_default=True, help="Folder for the outputs.")(function)
+    # A string, not a Path: it may be an object-store URL (s3://bucket/masks/), which Path would mangle.
+    return click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False), default=".",
+                        show_default=True, help="Folder (or s3://, gs://, file:// URL) for the outputs.")(function)

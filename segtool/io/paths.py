@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
+from . import storage
+
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .jpe .jfif".split()
 )
@@ -34,8 +36,12 @@ def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
     image, e.g. ``holiday.jpg/``.
     """
     for item in items:
+        if storage.is_url(item) and not storage.is_remote(item):
+            item = os.fspath(storage.location(item))  # file:// is a local path
         if item == "-":
             yield from _paths_from_stream(stdin or sys.stdin, null_separated)
+        elif storage.is_remote(item):
+            yield from _objects_at(storage.location(item), item, recursive)
         elif Path(item).is_dir():
             yield from _images_in(Path(item), recursive)
         else:
@@ -58,6 +64,20 @@ def _images_in(folder: Path, recursive: bool) -> Iterator[InputItem]:
     found = (p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and _wanted(p, recursive))
     for path in sorted(found):
         yield InputItem(path, PurePath(path.relative_to(folder)))
+
+
+def _objects_at(url, text: str, recursive: bool) -> Iterator[InputItem]:
+    # A URL ending in "/" or without an image extension is a prefix, listed once; anything
+    # else names one object, read as it is (no request spent asking what it is).
+    if not text.endswith("/") and url.suffix.lower() in IMAGE_EXTENSIONS:
+        yield InputItem(url, PurePath(url.name))
+        return
+    listed = storage.list_prefix(url, recursive=recursive)
+    if not listed:  # nothing there: one error line for it, as a missing local folder gets
+        yield InputItem(url, PurePath(url.name))
+    for found, name in listed:
+        if name.suffix.lower() in IMAGE_EXTENSIONS:
+            yield InputItem(found, name)
 
 
 def _wanted(path: Path, recursive: bool) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import OutputError, OutputStorageError
+from . import storage
 from .images import reason as _reason
 
 
@@ -25,8 +26,13 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file,
-    so a file at ``path`` is always complete: `--skip-existing` can trust it.
+    so a file at ``path`` is always complete: `--skip-existing` can trust it. An object-store
+    location is uploaded whole from a local temporary instead (there is nothing to rename).
     """
+    if storage.is_remote(path):
+        with storage.whole_upload(path) as tmp:
+            yield tmp
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     _PARTIAL.add(tmp)
@@ -69,6 +75,8 @@ def _errno_named_in(exc: Exception) -> Optional[int]:
 
 def ensure_dir(folder: Path) -> Path:
     """Create ``folder`` if needed; an OutputError (exit status 1) when it cannot take files."""
+    if storage.is_remote(folder):
+        return folder  # object stores have no folders to create
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -145,7 +153,7 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
     """An RGB or RGBA uint8 picture in the format its extension names."""
     import imageio.v3 as iio
 
-    suffix = Path(path).suffix.lower()
+    suffix = PurePath(str(path)).suffix.lower()
     options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
     if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
         raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
@@ -160,9 +168,9 @@ def composite_extension(source: Path, override: Optional[str] = None) -> str:
     """Composites keep the input's format unless told otherwise; odd formats fall back to PNG."""
     if override:
         return "." + override.lstrip(".").lower()
-    suffix = Path(source).suffix.lower()
+    suffix = PurePath(str(source)).suffix.lower()
     return suffix if suffix in {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"} else ".png"
 
 
 def existing(paths: Iterable[Path]) -> bool:
-    return all(Path(p).is_file() for p in paths)
+    return storage.all_exist(paths)
