@@ -1,8 +1,6 @@
 """`segtool image`: segment still images into masks and composites."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option
@@ -24,9 +22,14 @@ from .report import Reporter, progress
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              envvar="SEGTOOL_ENGINE", help="Run here, or on a Ray cluster (then --jobs is actors and "
+                                            "--threads is threads per actor).")
+@click.option("--ray-address", metavar="HOST:PORT", default=None,
+              help="The Ray cluster for --engine ray (default: $RAY_ADDRESS, else a local Ray instance).")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
           confidence_format, composite, out_dir, jobs, recursive, null_separated,
-          skip_existing, max_pixels, as_json, quiet, verbose):
+          skip_existing, max_pixels, as_json, quiet, verbose, engine, ray_address):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
@@ -39,6 +42,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
       <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
       <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
     <ext> is the input's unless --composite-format says otherwise.
+    Inputs and --output may be s3://, gs:// or file:// URLs (a prefix is listed once).
     """
     from .. import io as sio
     from ..options import ImageSegmenterOptions
@@ -50,23 +54,38 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     if not (category_mask or confidence_masks or composites):
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
-    jobs = jobs or default_jobs()
+    on_ray = engine == "ray"
+    if not on_ray:
+        jobs = jobs or default_jobs()
     options = ImageSegmenterOptions(
         model=model, output_category_mask=category_mask,
         output_confidence_masks=confidence_masks or bool(composites),
-        display_names_locale=display_names_locale, device=device, num_threads=threads or default_threads(jobs),
+        display_names_locale=display_names_locale, device=device,
+        num_threads=threads or (1 if on_ray else default_threads(jobs)),
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
     items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated))
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
-    with ImageSegmenter.create_from_options(options) as segmenter:
+
+    def outputs_for(labels) -> ImageOutputs:
         outputs = ImageOutputs(
-            out_dir=Path(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
+            out_dir=sio.location(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
             confidence_format=confidence_format, composites=composites,
-            effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
+            effect_options=composite.effect_options(labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
         )
         sio.ensure_dir(outputs.out_dir)
+        return outputs
+
+    if on_ray:
+        from ..cluster import model_labels, run_on_ray
+
+        outputs = outputs_for(model_labels(options))
+        with progress(reporter, len(items), "segmenting"):
+            run_on_ray(items, options, outputs, on_item=reporter, jobs=jobs, address=ray_address)
+        raise SystemExit(reporter.summary())
+    with ImageSegmenter.create_from_options(options) as segmenter:
+        outputs = outputs_for(segmenter.labels)
         with progress(reporter, len(items), "segmenting"):
             run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs)
     raise SystemExit(reporter.summary())

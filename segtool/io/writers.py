@@ -58,6 +58,25 @@ def remove_partial_outputs() -> None:
         _discard(tmp)
 
 
+def remove_stale_partials(outputs: Iterable[Path]) -> None:
+    """Remove the temporaries of ``outputs`` that a killed process left (``kill -9`` has no
+    ``finally``): one scan of each local folder, touching only names atomic_output makes.
+
+    For a run that is over (the Ray engine calls it when its job has finished): a temporary
+    of another run writing the same outputs at the same time would go too.
+    """
+    wanted: dict[Path, set] = {}
+    for path in outputs:
+        if not storage.is_remote(path):
+            wanted.setdefault(Path(path).parent, set()).add(Path(path).name)
+    for folder, names in wanted.items():
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                name, part, _ = entry.name[1:].rpartition(".part-")
+                if entry.name.startswith(".") and part and name in names:
+                    _discard(Path(entry.path))
+
+
 def write_error(path: Path, exc: Exception, what: str) -> OutputError:
     """One line naming ``path``; a full or read-only disk becomes an OutputStorageError."""
     number = getattr(exc, "errno", None) or _errno_named_in(exc)
