@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The local engine against the Ray engine on one and on two nodes: same images, same run.
 
-    flock /tmp/segtool-bench.lock python scripts/bench_cluster.py [--images 48] [--rounds 2]
+    flock /tmp/segtool-bench.lock python scripts/bench_cluster.py [--images 64] [--rounds 1]
 
 One folder of 1920x1080 JPEGs (scripts/bench.py's pictures), the job of bench.py's folder run
 (`--category-mask --no-confidence-masks --blur`, selfie), run in alternation, round after
@@ -138,8 +138,8 @@ def table(results: dict, count: int) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="segtool-bench-cluster-"))
     folders = [Path(tempfile.mkdtemp(prefix="segray-")) for _ in range(2)]

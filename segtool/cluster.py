@@ -44,10 +44,10 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
     with _ray_notes_aside() as notes:
         try:
             _connect(ray, address)
-            todo, planned = _to_run(items, outputs, on_item)
+            todo, folders = _to_run(items, outputs, on_item)
             if todo:
                 _run(ray, todo, options, outputs, on_item, jobs)
-                remove_stale_partials(planned)
+                remove_stale_partials(folders)
         except ClusterError as exc:
             notes.keep = True
             raise ClusterError(f"{exc}{notes.hint()}") from exc
@@ -148,38 +148,47 @@ def _quiet(ray) -> None:
             handler.setLevel(logging.ERROR)
 
 
-def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> tuple[list[bytes], Iterable]:
-    """The inputs that need work (pickled) and their outputs; clashes and (--skip-existing)
-    done ones are reported here."""
-    from .io import existing
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> tuple[list[bytes], set]:
+    """The inputs that need work (pickled) and the folders they write; clashes and (with
+    --skip-existing) done ones are reported here, as the local engine reports them.
 
-    todo, claimed = [], {}
+    Outputs are claimed by name (a string, not a path object): a few hundred bytes per input.
+    """
+    from .io import existing, is_remote
+
+    todo, claimed, folders = [], {}, set()
     for item in items:
         plan = planned_outputs(item, outputs)
-        owner = next((claimed[p] for p in plan.values() if claimed.get(p, item.path) != item.path), None)
+        names = [str(p) for p in plan.values()]
+        owner = next((claimed[n] for n in names if claimed.get(n, item.path) != item.path), None)
         if owner is not None:
             on_item(ItemReport(item.path, error=f"{item.path}: its outputs would overwrite those of "
                                                 f"{owner}; rename one of them"))
             continue
-        claimed.update((p, item.path) for p in plan.values())
+        claimed.update((n, item.path) for n in names)
         if outputs.skip_existing and plan and existing(plan.values()):
             on_item(ItemReport(item.path, tuple(plan.values()), skipped=True))
-        else:
-            todo.append(pickle.dumps(item))
-    return todo, claimed.keys()
+            continue
+        todo.append(pickle.dumps(item))
+        folders.update(p.parent for p in plan.values() if not is_remote(p))
+    return todo, folders
 
 
 def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageOutputs,
          on_item, jobs: Optional[int]) -> None:
     threads = options.num_threads or 1
     gpus = 1 if options.device == "cuda" else 0
-    actors = jobs or _actors_that_fit(ray, threads, gpus)
-    dataset = ray.data.from_items([{"item": item} for item in todo])
+    fit = _actors_that_fit(ray, threads, gpus)
+    actors = jobs or fit
+    batch = max(1, min(MAX_BATCH, len(todo) // (4 * actors)))
+    # One block per batch: a Ray task returns its rows when its block is done, so blocks of a
+    # batch each keep reports (and the progress bar) flowing, and a retry redoes one batch.
+    dataset = ray.data.from_items([{"item": item} for item in todo],
+                                  override_num_blocks=-(-len(todo) // batch))
     reports = dataset.map_batches(
         SegmentBatch, fn_constructor_args=(options, replace(outputs, skip_existing=False)),
-        batch_size=max(1, min(MAX_BATCH, len(todo) // (4 * actors))), batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=min(actors, _actors_that_fit(ray, threads, gpus)),
-                                           max_size=actors),
+        batch_size=batch, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors),
         num_cpus=threads, num_gpus=gpus or None,
     )
     try:
@@ -195,11 +204,20 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
 
 
 def _actors_that_fit(ray, threads: int, gpus: int) -> int:
-    """How many actors the cluster holds now: its CPUs over threads each, or its GPUs."""
-    resources = ray.cluster_resources()
+    """How many actors the cluster's live nodes hold: CPUs over threads each, or GPUs.
+
+    None is a ClusterError, not a job that waits for ever for a node that is not there.
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if gpus:
-        return max(1, int(resources.get("GPU", 0)))
-    return max(1, int(resources.get("CPU", 1) // threads))
+        fit = sum(int(node.get("GPU", 0)) for node in nodes if node.get("CPU", 0) >= threads)
+        need = f"a GPU and {threads} CPU(s) (--device cuda, --threads)"
+    else:
+        fit = sum(int(node.get("CPU", 0) // threads) for node in nodes)
+        need = f"{threads} CPU(s) (--threads)"
+    if fit < 1:
+        raise ClusterError(f"no node of the Ray cluster has {need} for an actor")
+    return fit
 
 
 class SegmentBatch:

@@ -72,10 +72,8 @@ def list_prefix(prefix, *, recursive: bool) -> list[tuple[object, PurePath]]:
     """
     fs, root = prefix.fs, prefix.path.rstrip("/")
     try:
-        if recursive:
-            found = fs.find(root, detail=True)
-        else:
-            found = {entry["name"]: entry for entry in fs.ls(root, detail=True)}
+        # Names only (no detail dicts): a listing of millions of keys stays a list of strings.
+        found = fs.find(root) if recursive else fs.ls(root, detail=False)
     except FileNotFoundError:
         return []
     except OSError as exc:

@@ -58,22 +58,21 @@ def remove_partial_outputs() -> None:
         _discard(tmp)
 
 
-def remove_stale_partials(outputs: Iterable[Path]) -> None:
-    """Remove the temporaries of ``outputs`` that a killed process left (``kill -9`` has no
-    ``finally``): one scan of each local folder, touching only names atomic_output makes.
+def remove_stale_partials(folders: Iterable[Path]) -> None:
+    """Remove the temporaries that killed processes left (``kill -9`` runs no ``finally``) beside
+    outputs that are now complete: one scan of each local folder, touching only the names
+    atomic_output makes, and only where the file they were for exists.
 
-    For a run that is over (the Ray engine calls it when its job has finished): a temporary
-    of another run writing the same outputs at the same time would go too.
+    For a run that is over (the Ray engine calls it once its job has finished): a temporary
+    of another run rewriting the same outputs at the same moment would go too.
     """
-    wanted: dict[Path, set] = {}
-    for path in outputs:
-        if not storage.is_remote(path):
-            wanted.setdefault(Path(path).parent, set()).add(Path(path).name)
-    for folder, names in wanted.items():
+    for folder in folders:
+        if storage.is_remote(folder):
+            continue
         with contextlib.suppress(OSError):
             for entry in os.scandir(folder):
-                name, part, _ = entry.name[1:].rpartition(".part-")
-                if entry.name.startswith(".") and part and name in names:
+                name, part, pid = entry.name[1:].rpartition(".part-")
+                if entry.name.startswith(".") and part and pid.isdigit() and os.path.isfile(os.path.join(folder, name)):
                     _discard(Path(entry.path))
 
 
