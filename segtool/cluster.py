@@ -110,8 +110,8 @@ def _ray_notes_aside() -> Iterator[_Notes]:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-        sys.stderr.close()
-        sys.stderr = previous
+        ours, sys.stderr = sys.stderr, previous  # swapped before closing: a progress bar's
+        ours.close()                              # refresh thread may be writing to stderr
         if not notes.keep:
             os.unlink(path)
 

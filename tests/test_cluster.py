@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -18,7 +19,7 @@ import time
 import imageio.v3 as iio
 import pytest
 
-from segtool_process import partial_files, run_segtool, segtool_command, snapshot, stderr_lines
+from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, snapshot, stderr_lines
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 pytest.importorskip("ray.data", reason="Ray Data is the cluster engine (pip install -e '.[dev]')")
@@ -146,3 +147,11 @@ def test_actors_read_and_write_s3_prefixes(photos, tmp_path, model_env, ray_clus
                                   "ends early)", "segtool: 3 done, 1 failed"]
     stored = {name.split("/out/", 1)[1]: fs.cat_file(name) for name in fs.find(f"{bucket}/out")}
     assert stored == snapshot(tmp_path / "local")
+
+
+def test_a_terminal_shows_a_progress_bar_with_images_per_second(many, tmp_path, model_env, ray_cluster):
+    status, shown = run_on_terminal(["image", many, *JOB, "-o", tmp_path, "--engine", "ray"],
+                                    ray_env(model_env, ray_cluster), timeout=300)
+    text = shown.decode(errors="replace")
+    assert status == 0 and "segmenting" in text and re.search(r"\d+\.\d/s", text), text[-2000:]
+    assert "segtool: 16 done, 0 failed" in text and "(raylet)" not in text
