@@ -149,9 +149,9 @@ def test_actors_read_and_write_s3_prefixes(photos, tmp_path, model_env, ray_clus
     assert stored == snapshot(tmp_path / "local")
 
 
-def test_a_terminal_shows_a_progress_bar_with_images_per_second(many, tmp_path, model_env, ray_cluster):
-    status, shown = run_on_terminal(["image", many, *JOB, "-o", tmp_path, "--engine", "ray"],
+def test_a_terminal_shows_a_progress_bar_with_images_per_second(photos, tmp_path, model_env, ray_cluster):
+    status, shown = run_on_terminal(["image", photos, *JOB, "-o", tmp_path, "--engine", "ray"],
                                     ray_env(model_env, ray_cluster), timeout=300)
     text = shown.decode(errors="replace")
-    assert status == 0 and "segmenting" in text and re.search(r"\d+\.\d/s", text), text[-2000:]
-    assert "segtool: 16 done, 0 failed" in text and "(raylet)" not in text
+    assert status == 1 and "segmenting" in text and re.search(r"\d+\.\d/s", text), text[-2000:]
+    assert "segtool: 3 done, 1 failed" in text and "(raylet)" not in text
