@@ -186,7 +186,7 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
     dataset = ray.data.from_items([{"item": item} for item in todo],
                                   override_num_blocks=-(-len(todo) // batch))
     reports = dataset.map_batches(
-        SegmentBatch, fn_constructor_args=(options, replace(outputs, skip_existing=False)),
+        SegmentBatch, fn_constructor_args=(options, replace(outputs, skip_existing=False), os.getcwd()),
         batch_size=batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors),
         num_cpus=threads, num_gpus=gpus or None,
@@ -223,9 +223,14 @@ def _actors_that_fit(ray, threads: int, gpus: int) -> int:
 class SegmentBatch:
     """A Ray Data actor: the model loaded once, then `process_image` on each input of a batch."""
 
-    def __init__(self, options: ImageSegmenterOptions, outputs: ImageOutputs):
+    def __init__(self, options: ImageSegmenterOptions, outputs: ImageOutputs, cwd: str):
         from .segmenter import ImageSegmenter
 
+        # Relative input and output names mean what they meant where segtool was started
+        # (Ray starts workers in a folder of its own); on a node without that folder they
+        # fail as missing files, each naming its input.
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
         self._segmenter = ImageSegmenter.create_from_options(options)
         self._outputs = outputs
 

@@ -84,12 +84,14 @@ def wait_for_outputs(folder, count: int, process: subprocess.Popen, timeout: flo
 
 
 def test_ray_engine_writes_what_the_local_engine_writes(photos, tmp_path, model_env, ray_cluster):
-    local = run_segtool(["image", photos, *JOB, "--json", "-o", tmp_path / "local"], model_env)
-    done = run_segtool(["image", photos, *JOB, "--json", "-o", tmp_path / "ray", "--engine", "ray", "-j", "2"],
-                       ray_env(model_env, ray_cluster))
+    # The input is named relative to where segtool starts, as users type it.
+    where = {"cwd": photos.parent}
+    local = run_segtool(["image", photos.name, *JOB, "--json", "-o", tmp_path / "local"], model_env, **where)
+    done = run_segtool(["image", photos.name, *JOB, "--json", "-o", tmp_path / "ray", "--engine", "ray", "-j", "2"],
+                       ray_env(model_env, ray_cluster), **where)
     assert done.returncode == local.returncode == 1
     assert stderr_lines(done) == stderr_lines(local) == [
-        f"segtool: {photos / 'truncated.jpg'}: truncated image (the pixel data ends early)",
+        f"segtool: {photos.name}/truncated.jpg: truncated image (the pixel data ends early)",
         "segtool: 3 done, 1 failed"]
     assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
     ray_lines = {name: {**line, "outputs": [o.replace(str(tmp_path / "ray"), str(tmp_path / "local"))
@@ -119,7 +121,7 @@ def test_rerun_with_skip_existing_after_the_driver_is_killed_completes_the_set(m
                                                                                model_env, ray_cluster):
     out = tmp_path / "out"
     job = ["image", many, *JOB, "-o", out, "--engine", "ray", "-j", "2", "--skip-existing", "--json"]
-    env = ray_env(model_env, ray_cluster)
+    env = {**ray_env(model_env, ray_cluster), "TMPDIR": str(tmp_path)}  # where the killed driver's notes stay
     first = start(job, env)
     wait_for_outputs(out, 2, first)
     first.kill()
