@@ -117,8 +117,9 @@ def _ray_notes_aside() -> Iterator[_Notes]:
 
 
 def _connect(ray, address: Optional[str]) -> None:
-    """Connect as Ray's own tools do: --ray-address, else RAY_ADDRESS, else a local instance."""
-    where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
+    """Connect as Ray's own tools do: --ray-address, else RAY_ADDRESS, else a cluster that
+    `ray start` started on this machine, else a new local instance."""
+    where = address or os.environ.get("RAY_ADDRESS") or "this machine"
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
