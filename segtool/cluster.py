@@ -5,7 +5,8 @@ any work starts: output clashes, and with --skip-existing what is already done (
 listing per output prefix). The rest becomes a Ray dataset of inputs (their names only: each
 actor reads its own inputs from shared storage, nothing decoded travels through Ray), mapped by
 a pool of actors that each load the model once and call `pipeline.process_image`. Reports come
-back as a stream, so the driver holds no more than the local engine does: the failures.
+back as a stream: the driver holds the inputs' names (about 2 KB each, see BENCHMARKS.md) and
+the failures, never a result per input.
 
 Fault tolerance is Ray's: a dead actor is restarted and its batch retried (Ray Data's actor
 pools retry by default); every output is written atomically or uploaded whole, so a retried
