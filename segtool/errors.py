@@ -36,6 +36,10 @@ class ModelNotInstalledError(ModelError):
     """A known model that needs `segtool models install NAME` first."""
 
 
+class ClusterError(SegtoolError):
+    """The Ray cluster cannot be reached, or it failed the job as a whole (--engine ray)."""
+
+
 class ProviderError(SegtoolError):
     """An execution provider was asked for that onnxruntime does not offer here."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from segtool_process import model_env  # noqa: F401  (a fixture for every test module)
+from services import ray_cluster, s3_server  # noqa: F401  (session services, started when first used)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = Path(os.environ.get("SEGTOOL_SHARED_MODELS", ROOT.parent / "shared" / "models"))

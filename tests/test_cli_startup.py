@@ -9,7 +9,7 @@ import pytest
 
 from segtool.cli import SUBCOMMANDS
 
-HEAVY = ("numpy", "onnxruntime", "imageio", "cv2", "PIL", "OpenEXR", "rich", "tensorflow")
+HEAVY = ("numpy", "onnxruntime", "imageio", "cv2", "PIL", "OpenEXR", "rich", "tensorflow", "ray", "fsspec", "upath")
 COMMANDS = [[], *([name] for name in SUBCOMMANDS), ["models", "list"], ["models", "install"]]
 
 

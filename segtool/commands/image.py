@@ -27,9 +27,14 @@ from .report import Reporter, progress
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              envvar="SEGTOOL_ENGINE", help="Run here, or on a Ray cluster (then --jobs is actors and "
+                                            "--threads is threads per actor).")
+@click.option("--ray-address", metavar="HOST:PORT", default=None,
+              help="The Ray cluster for --engine ray (default: $RAY_ADDRESS, else a local Ray instance).")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
           confidence_format, palette, composite, out_dir, jobs, recursive, null_separated,
-          skip_existing, max_pixels, batch_size, as_json, quiet, verbose):
+          skip_existing, max_pixels, batch_size, as_json, quiet, verbose, engine, ray_address):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
@@ -46,6 +51,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     <ext> is the input's unless --composite-format says otherwise. Folder inputs give every
     image the decoder reads, never segtool's own outputs. A file segtool did not write is
     never overwritten: that input fails with one line.
+    Inputs and --output may be s3://, gs:// or file:// URLs (a prefix is listed once).
     """
     from .. import io as sio
     from ..errors import InputError
@@ -59,9 +65,15 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     if not (category_mask or confidence_masks or composites):
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
-    jobs = jobs or default_jobs()
-    # Batches make one inference call at a time, which gets every core; single images share them.
-    threads = threads or default_threads(1 if (batch_size or 1) > 1 else jobs)
+    on_ray = engine == "ray"
+    if not on_ray:
+        jobs = jobs or default_jobs()
+    # Batches make one inference call at a time, which gets every core; single images share them;
+    # on Ray each actor is one job.
+    if on_ray:
+        threads = threads or 1
+    else:
+        threads = threads or default_threads(1 if (batch_size or 1) > 1 else jobs)
     options = ImageSegmenterOptions(
         model=model, output_category_mask=category_mask,
         output_confidence_masks=confidence_masks or bool(composites),
@@ -70,25 +82,37 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     )
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
     items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
-                                   out_dir=Path(out_dir), on_empty=_say))
+                                   out_dir=sio.location(out_dir), on_empty=_say))
     if not items:
         raise InputError("no input found: no paths on stdin" if inputs == ("-",) else
                          "no input found; nothing to segment")
+
+    def outputs_for(labels) -> ImageOutputs:
+        outputs = ImageOutputs(
+            out_dir=sio.location(out_dir), category_mask=category_mask, category_preview=palette,
+            confidence_masks=confidence_masks,
+            confidence_format=confidence_format, composites=composites,
+            effect_options=composite.effect_options(labels), composite_format=composite.format,
+            skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
+            protected=_identities([i.path for i in items] + [composite.backdrop]),
+        )
+        sio.ensure_dir(outputs.out_dir)
+        return outputs
+
+    if on_ray:
+        from ..cluster import model_labels, run_on_ray
+
+        outputs = outputs_for(model_labels(options))
+        with progress(reporter, len(items), "segmenting"):
+            run_on_ray(items, options, outputs, on_item=reporter, jobs=jobs, address=ray_address)
+        raise SystemExit(reporter.summary())
     with ImageSegmenter.create_from_options(options) as segmenter:
         batch_size = batch_size or segmenter.default_batch_size
         if verbose and not segmenter.path.routine:  # a GPU run, or a path asked for by name
             path = segmenter.path
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)
-        outputs = ImageOutputs(
-            out_dir=Path(out_dir), category_mask=category_mask, category_preview=palette,
-            confidence_masks=confidence_masks,
-            confidence_format=confidence_format, composites=composites,
-            effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
-            skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
-            protected=_identities([i.path for i in items] + [composite.backdrop]),
-        )
-        sio.ensure_dir(outputs.out_dir)
+        outputs = outputs_for(segmenter.labels)
         with progress(reporter, len(items), "segmenting"):
             run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
     raise SystemExit(reporter.summary())

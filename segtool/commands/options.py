@@ -302,7 +302,10 @@ def _output_folder(ctx, param, value):
     usage error rather than a file silently replaced or a folder nobody meant.
     """
     from ..io import image_extensions  # runs only when the command does, never for --help
+    from ..io.storage import is_url
 
+    if is_url(value):  # s3://, gs://, file://: sio.location() makes it a path, never Path() (s3:/x)
+        return value
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise click.BadParameter(f"{value} is a file; --output takes a folder (an existing one, or a new "
@@ -315,9 +318,11 @@ def _output_folder(ctx, param, value):
 
 
 def output_dir_option(function):
+    # A string for URLs, not a Path: it may be an object-store URL (s3://bucket/masks/), which Path
+    # would mangle.
     return click.option("--output", "-o", "out_dir", type=click.Path(), callback=_output_folder,
                         default=".", show_default=True,
-                        help="Folder for the outputs (created if needed).")(function)
+                        help="Folder (or s3://, gs://, file:// URL) for the outputs (created if needed).")(function)
 
 
 def palette_option(function):

@@ -14,6 +14,7 @@ What a file gets (documented in `segtool image --help` and the README):
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import warnings
@@ -23,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, UsageError
-from . import jpeg
+from . import jpeg, storage
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -36,10 +37,9 @@ def read_image(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) ->
 
     Every failure is an InputError whose message names the file and says why, on one line.
     """
-    path = Path(path)
-    _check_regular_file(path)
+    path, source = _source(path)
     try:
-        with _pillow_warnings_silenced(), _open(path) as image:
+        with _pillow_warnings_silenced(), _open(source) as image:
             _check_pixels(path, image.size, max_pixels)
             pixels = _pixels(image)
             orientation = _orientation(image)
@@ -48,6 +48,16 @@ def read_image(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) ->
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
         raise _decode_error(path, exc, max_pixels) from exc
     return _upright(to_rgb8(pixels), orientation)
+
+
+def _source(path):
+    """(the name errors give, what Pillow opens): a checked local file, or an object's bytes."""
+    if storage.is_remote(path):
+        path = storage.location(path)
+        return path, io.BytesIO(storage.read_bytes(path))
+    path = Path(path)
+    _check_regular_file(path)
+    return path, os.fspath(path)
 
 
 def _check_regular_file(path: Path) -> None:
@@ -77,11 +87,11 @@ def _pillow_warnings_silenced():
         yield
 
 
-def _open(path: Path):
+def _open(source):
     """Pillow reads only the header here; pixels are decoded by ``load`` in ``_pixels``."""
     from PIL import Image
 
-    return Image.open(os.fspath(path))
+    return Image.open(source)
 
 
 def _check_pixels(path: Path, size: tuple, max_pixels: Optional[int]) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Callable, Iterator, Optional, Sequence
 
+from . import storage
+
 # The infixes of the output contract (<stem>.<infix>.<ext>, <stem>.<frame>.<infix>.<ext>): a
 # folder walk never takes such a file for an input. tests/test_output_safety.py checks that
 # this covers every name pipeline.planned_outputs and video.frame_file_names can produce.
@@ -74,8 +76,12 @@ def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
     (without --recursive) a sub-folder named like an image, e.g. ``holiday.jpg/``.
     """
     for item in items:
+        if storage.is_url(item) and not storage.is_remote(item):
+            item = os.fspath(storage.location(item))  # file:// is a local path
         if item == "-":
             yield from _paths_from_stream(stdin or sys.stdin, null_separated)
+        elif storage.is_remote(item):
+            yield from _objects_at(storage.location(item), item, recursive)
         elif Path(item).is_dir():
             yield from _walk(Path(item), recursive, out_dir, on_empty)
         else:
@@ -114,7 +120,7 @@ def _images_in(folder: Path, recursive: bool, excluded: Optional[str]) -> Iterat
 
 def _excluded_folder(folder: Path, out_dir: Optional[Path]) -> Optional[str]:
     """The output folder's real path when it lies strictly inside ``folder``, else None."""
-    if out_dir is None:
+    if out_dir is None or storage.is_remote(out_dir):
         return None
     outside, inside = os.path.realpath(folder), os.path.realpath(out_dir)
     return inside if inside != outside and _inside_real(inside, outside) else None
@@ -136,6 +142,20 @@ def _empty_line(folder: Path, recursive: bool) -> str:
         return f"{folder}: cannot read this folder ({exc.strerror})"
     hint = "; sub-folders are read with -r" if nested else ""
     return f"{folder}: no images in this folder (none of the formats segtool reads{hint})"
+
+
+def _objects_at(url, text: str, recursive: bool) -> Iterator[InputItem]:
+    # A URL ending in "/" or without an image extension is a prefix, listed once; anything
+    # else names one object, read as it is (no request spent asking what it is).
+    if not text.endswith("/") and url.suffix.lower() in image_extensions():
+        yield InputItem(url, PurePath(url.name))
+        return
+    listed = storage.list_prefix(url, recursive=recursive)
+    if not listed:  # nothing there: one error line for it, as a missing local folder gets
+        yield InputItem(url, PurePath(url.name))
+    for found, name in listed:
+        if name.suffix.lower() in image_extensions() and not is_output_name(name.name):
+            yield InputItem(found, name)
 
 
 def _wanted(path: Path, recursive: bool) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import OutputError, OutputStorageError
-from . import ledger
+from . import ledger, storage
 from .images import reason as _reason
 
 
@@ -26,12 +26,17 @@ def atomic_output(path: Path, *, guarded: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file,
-    so a file at ``path`` is always complete: `--skip-existing` can trust it.
+    so a file at ``path`` is always complete: `--skip-existing` can trust it. An object-store
+    location is uploaded whole from a local temporary instead (there is nothing to rename).
 
-    ``guarded`` (every user-facing output): refuse, with an OutputError, to replace anything
+    ``guarded`` (every user-facing local output): refuse, with an OutputError, to replace anything
     at ``path`` but a file segtool wrote (see ledger.py), checked before and again at the rename,
     and record the new file in the folder's ledger. segtool's own stores (models) pass False.
     """
+    if storage.is_remote(path):
+        with storage.whole_upload(path) as tmp:
+            yield tmp
+        return
     path = Path(path)
     if guarded:
         _refuse_foreign(path)
@@ -68,6 +73,24 @@ def remove_partial_outputs() -> None:
         _discard(tmp)
 
 
+def remove_stale_partials(folders: Iterable[Path]) -> None:
+    """Remove the temporaries that killed processes left (``kill -9`` runs no ``finally``) beside
+    outputs that are now complete: one scan of each local folder, touching only the names
+    atomic_output makes, and only where the file they were for exists.
+
+    For a run that is over (the Ray engine calls it once its job has finished): a temporary
+    of another run rewriting the same outputs at the same moment would go too.
+    """
+    for folder in folders:
+        if storage.is_remote(folder):
+            continue
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                name, part, pid = entry.name[1:].rpartition(".part-")
+                if entry.name.startswith(".") and part and pid.isdigit() and os.path.isfile(os.path.join(folder, name)):
+                    _discard(Path(entry.path))
+
+
 def write_error(path: Path, exc: Exception, what: str) -> OutputError:
     """One line naming ``path``; a full or read-only disk becomes an OutputStorageError."""
     number = getattr(exc, "errno", None) or _errno_named_in(exc)
@@ -85,6 +108,8 @@ def _errno_named_in(exc: Exception) -> Optional[int]:
 
 def ensure_dir(folder: Path) -> Path:
     """Create ``folder`` if needed; an OutputError (exit status 1) when it cannot take files."""
+    if storage.is_remote(folder):
+        return folder  # object stores have no folders to create
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -171,7 +196,7 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
     """An RGB or RGBA uint8 picture in the format its extension names."""
     import imageio.v3 as iio
 
-    suffix = Path(path).suffix.lower()
+    suffix = PurePath(str(path)).suffix.lower()
     options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
     if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
         raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
@@ -186,10 +211,16 @@ def composite_extension(source: Path, override: Optional[str] = None) -> str:
     """Composites keep the input's format unless told otherwise; odd formats fall back to PNG."""
     if override:
         return "." + override.lstrip(".").lower()
-    suffix = Path(source).suffix.lower()
+    suffix = PurePath(str(source)).suffix.lower()
     return suffix if suffix in {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"} else ".png"
 
 
 def existing(paths: Iterable[Path]) -> bool:
-    """Whether every one of ``paths`` is a whole output segtool wrote (what --skip-existing skips)."""
+    """Whether every one of ``paths`` is a whole output segtool wrote (what --skip-existing skips).
+
+    Object-store locations are judged from one listing of their prefix (storage.all_exist).
+    """
+    paths = list(paths)
+    if paths and storage.is_remote(paths[0]):
+        return storage.all_exist(paths)
     return all(ledger.written_by_segtool(p) for p in paths)

@@ -1,0 +1,250 @@
+"""The Ray engine: the same `process_image` per input, in Ray Data actors across a cluster.
+
+The driver (this module, in the `segtool` process) decides what the local engine decides before
+any work starts: output clashes, and with --skip-existing what is already done (from one
+listing per output prefix). The rest becomes a Ray dataset of inputs (their names only: each
+actor reads its own inputs from shared storage, nothing decoded travels through Ray), mapped by
+a pool of actors that each load the model once and call `pipeline.process_image`. Reports come
+back as a stream: the driver holds the inputs' names (about 2 KB each, see BENCHMARKS.md) and
+the failures, never a result per input.
+
+Fault tolerance is Ray's: a dead actor is restarted and its batch retried (Ray Data's actor
+pools retry by default); every output is written atomically or uploaded whole, so a retried
+input rewrites whole files and no reader ever sees half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import sys
+import tempfile
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator, Optional
+
+from .errors import ClusterError, SegtoolError
+from .io.writers import remove_stale_partials
+from .options import ImageSegmenterOptions
+from .pipeline import ImageOutputs, ItemReport, planned_outputs, process_image
+
+# Settings a worker must see as the driver does: where models are installed.
+FORWARDED_ENV = ("SEGTOOL_BUNDLED_DIR", "SEGTOOL_MODELS_DIR")
+MAX_BATCH = 8  # inputs per Ray task: small enough that a retried batch redoes little
+
+
+def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOutputs,
+               on_item: Callable[[ItemReport], None], *, jobs: Optional[int] = None,
+               address: Optional[str] = None) -> None:
+    """Process every input on the Ray cluster; each report goes to ``on_item`` as it arrives.
+
+    ``jobs``: actors (default: as many as the cluster's CPUs, or GPUs for --device cuda, hold);
+    ``options.num_threads``: onnxruntime threads per actor, and the CPUs each asks Ray for.
+    """
+    ray = _import_ray()
+    with _ray_notes_aside() as notes:
+        try:
+            _connect(ray, address)
+            todo, folders = _to_run(items, outputs, on_item)
+            if todo:
+                _run(ray, todo, options, outputs, on_item, jobs)
+                remove_stale_partials(folders)
+        except ClusterError as exc:
+            notes.keep = True
+            raise ClusterError(f"{exc}{notes.hint()}") from exc
+        finally:
+            ray.shutdown()
+
+
+def model_labels(options: ImageSegmenterOptions) -> tuple[str, ...]:
+    """The model's category names, checked here (installed, intact) before any actor starts."""
+    from . import registry
+
+    model = registry.locate(options.model)
+    registry.verify(model)
+    return model.spec.labels_for(options.display_names_locale)
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise ClusterError("--engine ray needs Ray Data: pip install 'segtool[ray]'") from exc
+    return ray
+
+
+class _Notes:
+    def __init__(self, path: str):
+        self.path = path
+        self.keep = False
+
+    def hint(self) -> str:
+        with open(self.path, errors="replace") as stream:
+            refused = "InvalidAuthToken" in stream.read()
+        if refused:
+            return (" (the cluster refused this token: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH "
+                    "to the cluster's, see `ray get-auth-token`)")
+        return f" (Ray's own messages: {self.path})"
+
+
+@contextlib.contextmanager
+def _ray_notes_aside() -> Iterator[_Notes]:
+    """Send what Ray's C++ core writes to file descriptor 2 into a file; keep sys.stderr real.
+
+    The core logs notes straight to the descriptor (an actor with restarts, a worker that died
+    and was replaced): lines that would sit among segtool's one line per failed input. The
+    file is removed after a run that went well and named in the error of one that did not.
+    """
+    sys.stderr.flush()
+    fd, path = tempfile.mkstemp(prefix="segtool-ray-", suffix=".log")
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    os.close(fd)
+    previous = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=previous.encoding,
+                           errors=previous.errors)
+    notes = _Notes(path)
+    try:
+        yield notes
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        ours, sys.stderr = sys.stderr, previous  # swapped before closing: a progress bar's
+        ours.close()                              # refresh thread may be writing to stderr
+        if not notes.keep:
+            os.unlink(path)
+
+
+def _connect(ray, address: Optional[str]) -> None:
+    """Connect as Ray's own tools do: --ray-address, else RAY_ADDRESS, else a cluster that
+    `ray start` started on this machine, else a new local instance."""
+    where = address or os.environ.get("RAY_ADDRESS") or "this machine"
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 runtime_env={"env_vars": env} if env else None)
+    except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError, ...
+        raise ClusterError(f"cannot connect to Ray at {where}: {_gist(exc)}") from exc
+    _quiet(ray)
+
+
+def _quiet(ray) -> None:
+    """Keep stdout and stderr for segtool's own lines: no Ray Data progress bars, INFO lines,
+    or the driver's copies of cluster events ("(raylet) A worker died ...").
+
+    Those go to the notes file instead (fd 2, see _ray_notes_aside); Ray Data's own log file
+    in the session folder (logs/ray-data/) still gets everything.
+    """
+    from ray._private import worker
+
+    if hasattr(worker, "print_to_stdstream"):  # Ray prints cluster events to sys.stdout
+        notes = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")
+        worker.print_to_stdstream = lambda data, ignore_prefix: worker.print_worker_logs(
+            data, notes, ignore_prefix)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # segtool draws its own, on a terminal only
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console; its files are other handlers
+            handler.setLevel(logging.ERROR)
+
+
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> tuple[list[bytes], set]:
+    """The inputs that need work (pickled) and the folders they write; clashes and (with
+    --skip-existing) done ones are reported here, as the local engine reports them.
+
+    Outputs are claimed by name (a string, not a path object): a few hundred bytes per input.
+    """
+    from .io import existing, is_remote
+
+    todo, claimed, folders = [], {}, set()
+    for item in items:
+        plan = planned_outputs(item, outputs)
+        names = [str(p) for p in plan.values()]
+        owner = next((claimed[n] for n in names if claimed.get(n, item.path) != item.path), None)
+        if owner is not None:
+            on_item(ItemReport(item.path, error=f"{item.path}: its outputs would overwrite those of "
+                                                f"{owner}; rename one of them"))
+            continue
+        claimed.update((n, item.path) for n in names)
+        if outputs.skip_existing and plan and existing(plan.values()):
+            on_item(ItemReport(item.path, tuple(plan.values()), skipped=True))
+            continue
+        todo.append(pickle.dumps(item))
+        folders.update(p.parent for p in plan.values() if not is_remote(p))
+    return todo, folders
+
+
+def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageOutputs,
+         on_item, jobs: Optional[int]) -> None:
+    threads = options.num_threads or 1
+    gpus = 1 if options.device == "cuda" else 0
+    fit = _actors_that_fit(ray, threads, gpus)
+    actors = jobs or fit
+    batch = max(1, min(MAX_BATCH, len(todo) // (4 * actors)))
+    # One block per batch: a Ray task returns its rows when its block is done, so blocks of a
+    # batch each keep reports (and the progress bar) flowing, and a retry redoes one batch.
+    dataset = ray.data.from_items([{"item": item} for item in todo],
+                                  override_num_blocks=-(-len(todo) // batch))
+    reports = dataset.map_batches(
+        SegmentBatch, fn_constructor_args=(options, replace(outputs, skip_existing=False), os.getcwd()),
+        batch_size=batch, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors),
+        num_cpus=threads, num_gpus=gpus or None,
+    )
+    try:
+        for row in reports.iter_rows():
+            report = pickle.loads(row["report"])
+            on_item(report)
+            if report.stops_batch:
+                return
+    except SegtoolError:
+        raise
+    except Exception as exc:  # RayTaskError, RayActorError, ...: the job itself failed
+        raise ClusterError(f"the Ray job failed: {_gist(exc)}") from exc
+
+
+def _actors_that_fit(ray, threads: int, gpus: int) -> int:
+    """How many actors the cluster's live nodes hold: CPUs over threads each, or GPUs.
+
+    None is a ClusterError, not a job that waits for ever for a node that is not there.
+    """
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if gpus:
+        fit = sum(int(node.get("GPU", 0)) for node in nodes if node.get("CPU", 0) >= threads)
+        need = f"a GPU and {threads} CPU(s) (--device cuda, --threads)"
+    else:
+        fit = sum(int(node.get("CPU", 0) // threads) for node in nodes)
+        need = f"{threads} CPU(s) (--threads)"
+    if fit < 1:
+        raise ClusterError(f"no node of the Ray cluster has {need} for an actor")
+    return fit
+
+
+class SegmentBatch:
+    """A Ray Data actor: the model loaded once, then `process_image` on each input of a batch."""
+
+    def __init__(self, options: ImageSegmenterOptions, outputs: ImageOutputs, cwd: str):
+        from .segmenter import ImageSegmenter
+
+        # Relative input and output names mean what they meant where segtool was started
+        # (Ray starts workers in a folder of its own); on a node without that folder they
+        # fail as missing files, each naming its input.
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+        self._segmenter = ImageSegmenter.create_from_options(options)
+        self._outputs = outputs
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        reports = [process_image(pickle.loads(item), self._segmenter, self._outputs)
+                   for item in batch["item"]]
+        return {"report": np.array([pickle.dumps(report) for report in reports], dtype=object)}
+
+
+def _gist(exc: BaseException) -> str:
+    # Ray's errors are many lines (a remote traceback); the reason is the last one.
+    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return text[-1] if text else type(exc).__name__

@@ -1,0 +1,161 @@
+"""Where inputs and outputs live: local paths, or object-store URLs through fsspec.
+
+A location is a ``pathlib.Path`` for local files (``file://`` URLs included) and a
+``upath.UPath`` for anything else (``s3://``, ``gs://``, ...), so that the pipeline's path
+arithmetic (``/``, ``.name``, ``.parent``, ``.with_name``) is the same for both.
+
+What object stores get instead of a file system's guarantees:
+- a prefix is listed once (one paginated listing, not a request per file), for the input walk
+  and for ``--skip-existing``, whose existence checks come from that listing;
+- an output is written to a local temporary and uploaded whole: an object appears complete or
+  not at all, so there is no ``.part`` object to rename or to leave behind.
+
+fsspec and universal_pathlib are imported only when a URL is used: local runs never need them.
+Credentials come the usual ways (AWS_* variables, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, an
+instance role); ``AWS_ENDPOINT_URL`` points s3:// at any S3-compatible server.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path, PurePath
+from typing import Iterable, Iterator, Union
+
+from ..errors import InputError, OutputError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+_LOCAL_PROTOCOLS = ("file", "local")
+
+# Per-process listings of output prefixes, for existence checks: {prefix URL: names in it}.
+_LISTED: dict[str, frozenset] = {}
+_LISTED_LOCK = threading.Lock()
+
+
+def is_url(text) -> bool:
+    return isinstance(text, str) and bool(_URL.match(text))
+
+
+def is_remote(location) -> bool:
+    """True for an object-store location (anything fsspec reaches that is not a local file)."""
+    if is_url(location):
+        return location.split("://", 1)[0].lower() not in _LOCAL_PROTOCOLS
+    return not isinstance(location, (str, bytes, PurePath)) and hasattr(location, "fs")
+
+
+def location(text: Union[str, os.PathLike]):
+    """A Path for local names and file:// URLs, a UPath for object-store URLs."""
+    if not is_url(text):
+        return text if is_remote(text) else Path(text)
+    protocol, rest = text.split("://", 1)
+    if protocol.lower() in _LOCAL_PROTOCOLS:
+        return Path(rest if rest.startswith("/") else "/" + rest)
+    try:
+        from upath import UPath
+    except ImportError as exc:
+        from ..errors import UsageError
+
+        raise UsageError(f"{text}: object-store URLs need fsspec: pip install 'segtool[ray]'") from exc
+    return UPath(text)
+
+
+# ---- listing -------------------------------------------------------------------------------
+
+def list_prefix(prefix, *, recursive: bool) -> list[tuple[object, PurePath]]:
+    """Every object under ``prefix`` (one listing) as (location, name relative to the prefix).
+
+    Without ``recursive`` only the prefix's own level, "sub-folders" included (so that one
+    named like an image gets its own error instead of vanishing, as with local folders).
+    """
+    fs, root = prefix.fs, prefix.path.rstrip("/")
+    try:
+        # Names only (no detail dicts): a listing of millions of keys stays a list of strings.
+        found = fs.find(root) if recursive else fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise InputError(f"{prefix}: cannot list ({_reason(exc)})") from exc
+    entries = []
+    for name in sorted(found):
+        relative = PurePath(name.rstrip("/")[len(root):].lstrip("/"))
+        if str(relative) not in ("", "."):
+            entries.append((prefix / relative.as_posix(), relative))
+    return entries
+
+
+def all_exist(paths: Iterable) -> bool:
+    """True when every path is an existing file; object stores answer from one listing per prefix."""
+    for path in paths:
+        if not is_remote(path):
+            if not Path(path).is_file():
+                return False
+        elif path.path not in _listing(path.parent):
+            return False
+    return True
+
+
+def _listing(prefix) -> frozenset:
+    key = str(prefix)
+    with _LISTED_LOCK:
+        if key not in _LISTED:
+            try:
+                names = prefix.fs.ls(prefix.path, detail=True, refresh=True)
+            except FileNotFoundError:
+                names = []
+            _LISTED[key] = frozenset(e["name"] for e in names if e.get("type") != "directory")
+        return _LISTED[key]
+
+
+# ---- reading and writing ---------------------------------------------------------------------
+
+def read_bytes(path) -> bytes:
+    """The whole object; an InputError naming it when it cannot be read."""
+    try:
+        data = path.fs.cat_file(path.path)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such object") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a prefix (a folder), not an image") from exc
+    except PermissionError as exc:
+        raise InputError(f"{path}: access denied") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({_reason(exc)})") from exc
+    if not data:
+        raise InputError(f"{path}: empty object (0 bytes)")
+    return data
+
+
+@contextlib.contextmanager
+def whole_upload(path) -> Iterator[Path]:
+    """Yield a local temporary file; upload it as ``path`` in one piece if the block succeeds.
+
+    The temporary has the object's own name (so the upload's content type is right) inside a
+    private folder that is always removed, whatever ends the block.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="segtool-upload-"))
+    try:
+        tmp = folder / path.name
+        yield tmp
+        try:
+            path.fs.put_file(str(tmp), path.path)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot upload ({_reason(exc)})") from exc
+        _remember_written(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remember_written(path) -> None:
+    key = str(path.parent)
+    with _LISTED_LOCK:
+        if key in _LISTED:
+            _LISTED[key] = _LISTED[key] | {path.path}
+
+
+def _reason(exc: BaseException) -> str:
+    from .images import reason  # images imports this module: import it late
+
+    return reason(exc)

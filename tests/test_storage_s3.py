@@ -1,0 +1,113 @@
+"""`segtool image` on object storage: an S3 prefix in, an S3 prefix out (moto's S3 server).
+
+What a user reads back with the store's own client equals, byte for byte, what the same job
+writes to a local folder; a prefix is listed once, outputs are whole uploads, and
+--skip-existing resumes from one listing per output prefix.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+
+import imageio.v3 as iio
+import pytest
+
+from segtool_process import partial_files, run_segtool, snapshot, stderr_lines
+
+skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
+JOB = ["-r", "--category-mask", "--blur"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Three photos, one in a sub-folder, and a file that only claims to be a JPEG."""
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "cats").mkdir()
+    iio.imwrite(folder / "astronaut.png", skdata.astronaut())
+    iio.imwrite(folder / "coffee.jpg", skdata.coffee(), quality=90)
+    iio.imwrite(folder / "cats" / "chelsea.png", skdata.chelsea())
+    (folder / "notes.jpg").write_bytes(b"not a jpeg at all")
+    return folder
+
+
+@pytest.fixture
+def bucket(s3_server):
+    fs = s3_server.filesystem()
+    name = f"segtool-{secrets.token_hex(4)}"
+    fs.mkdir(name)
+    return name
+
+
+def upload(fs, folder, url: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            fs.pipe_file(f"{url}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+
+
+def objects(fs, url: str) -> dict[str, bytes]:
+    root = url.split("://", 1)[1].rstrip("/")
+    return {name[len(root) + 1:]: fs.cat_file(name) for name in sorted(fs.find(root))}
+
+
+def s3_env(model_env, s3_server) -> dict:
+    return {**model_env, **s3_server.env}
+
+
+def listings(requests: list[str], prefix: str) -> list[str]:
+    return [r for r in requests if r.startswith("GET ") and "list-type=2" in r and f"prefix={prefix}" in r]
+
+
+def test_s3_prefix_in_s3_prefix_out_equals_the_local_job(photos, tmp_path, bucket, s3_server, model_env):
+    fs = s3_server.filesystem()
+    upload(fs, photos, f"{bucket}/in")
+    local = run_segtool(["image", photos, *JOB, "-o", tmp_path / "local"], model_env)
+    before = len(s3_server.requests())
+    done = run_segtool(["image", f"s3://{bucket}/in/", *JOB, "-o", f"s3://{bucket}/out/", "--json"],
+                       s3_env(model_env, s3_server))
+    assert done.returncode == local.returncode == 1
+    assert stderr_lines(done)[:-1] == [f"segtool: s3://{bucket}/in/notes.jpg: not an image, or a format "
+                                       "segtool cannot read"]
+    assert objects(fs, f"s3://{bucket}/out") == snapshot(tmp_path / "local")
+    reports = {r["input"]: r for r in map(json.loads, done.stdout.splitlines())}
+    assert sorted(reports) == [f"s3://{bucket}/in/{n}" for n in
+                               ("astronaut.png", "cats/chelsea.png", "coffee.jpg", "notes.jpg")]
+    assert f"s3://{bucket}/out/cats/chelsea.category.png" in reports[f"s3://{bucket}/in/cats/chelsea.png"]["outputs"]
+    asked = s3_server.requests()[before:]
+    assert len(listings(asked, "in/")) == 1, "the input prefix is listed once"
+    puts = [r for r in asked if r.startswith("PUT ")]
+    assert len(puts) == len(snapshot(tmp_path / "local")), "one whole upload per output"
+    assert not [r for r in asked if "uploads" in r or ".part" in r], "no multipart pieces, no .part objects"
+
+
+def test_skip_existing_resumes_from_one_listing_per_prefix(photos, tmp_path, bucket, s3_server, model_env):
+    fs = s3_server.filesystem()
+    upload(fs, photos, f"{bucket}/in")
+    env = s3_env(model_env, s3_server)
+    job = ["image", f"s3://{bucket}/in/", *JOB, "-o", f"s3://{bucket}/out/", "--json", "--skip-existing"]
+    run_segtool(job, env)
+    complete = objects(fs, f"s3://{bucket}/out")
+    fs.rm_file(f"{bucket}/out/coffee.blur.jpg")  # as if the run had been cut short there
+    before = len(s3_server.requests())
+    again = run_segtool(job, env)
+    asked = s3_server.requests()[before:]
+    reports = {r["input"].rsplit("/", 1)[1]: r for r in map(json.loads, again.stdout.splitlines())}
+    assert [n for n, r in sorted(reports.items()) if r["skipped"]] == ["astronaut.png", "chelsea.png"]
+    assert reports["coffee.jpg"]["ok"] and not reports["coffee.jpg"]["skipped"]
+    assert objects(fs, f"s3://{bucket}/out") == complete
+    assert len(listings(asked, "out/&")) == 1 and len(listings(asked, "out/cats/")) == 1
+    assert not [r for r in asked if r.startswith("HEAD ")], "existence comes from the listings"
+    assert sorted(r for r in asked if r.startswith("PUT ")) == [f"PUT /{bucket}/out/coffee.blur.jpg",
+                                                                f"PUT /{bucket}/out/coffee.category.png",
+                                                                f"PUT /{bucket}/out/coffee.confidence.npy"]
+
+
+def test_missing_objects_and_file_urls(photos, tmp_path, bucket, s3_server, model_env):
+    env = s3_env(model_env, s3_server)
+    done = run_segtool(["image", f"s3://{bucket}/nowhere.jpg", f"s3://{bucket}/empty/",
+                        f"file://{photos}/astronaut.png", "--category-mask", "-o", f"file://{tmp_path}/out"], env)
+    assert done.returncode == 1
+    assert stderr_lines(done)[:2] == [f"segtool: s3://{bucket}/nowhere.jpg: no such object",
+                                      f"segtool: s3://{bucket}/empty: no such object"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.category.png",
+                                                                     "astronaut.confidence.npy"]
+    assert partial_files(tmp_path) == []
