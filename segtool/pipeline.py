@@ -303,4 +303,6 @@ def _clash(item: sio.InputItem, outputs: ImageOutputs, claimed: dict[Path, Path]
 
 
 def _real(path: Path) -> Path:
+    if sio.is_remote(path):  # an object key has no links to resolve
+        return path
     return Path(os.path.realpath(path.parent), path.name)

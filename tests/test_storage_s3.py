@@ -12,7 +12,7 @@ import secrets
 import imageio.v3 as iio
 import pytest
 
-from segtool_process import partial_files, run_segtool, snapshot, stderr_lines
+from segtool_process import partial_files, run_segtool, snapshot, stderr_lines, visible
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 JOB = ["-r", "--category-mask", "--blur"]
@@ -95,10 +95,32 @@ def test_skip_existing_resumes_from_one_listing_per_prefix(photos, tmp_path, buc
     assert reports["coffee.jpg"]["ok"] and not reports["coffee.jpg"]["skipped"]
     assert objects(fs, f"s3://{bucket}/out") == complete
     assert len(listings(asked, "out/&")) == 1 and len(listings(asked, "out/cats/")) == 1
-    assert not [r for r in asked if r.startswith("HEAD ")], "existence comes from the listings"
+    # existence comes from the listings; only the objects about to be replaced are asked whether
+    # segtool wrote them (their metadata), never the skipped inputs' outputs
+    heads = {r for r in asked if r.startswith("HEAD ")}
+    assert heads <= {f"HEAD /{bucket}/out/coffee.category.png", f"HEAD /{bucket}/out/coffee.confidence.npy"}
     assert sorted(r for r in asked if r.startswith("PUT ")) == [f"PUT /{bucket}/out/coffee.blur.jpg",
                                                                 f"PUT /{bucket}/out/coffee.category.png",
                                                                 f"PUT /{bucket}/out/coffee.confidence.npy"]
+
+
+def test_an_object_segtool_did_not_write_is_never_replaced(photos, bucket, s3_server, model_env):
+    fs = s3_server.filesystem()
+    upload(fs, photos, f"{bucket}/in")
+    fs.pipe_file(f"{bucket}/out/astronaut.category.png", b"the user's own file")
+    env = s3_env(model_env, s3_server)
+    job = ["image", f"s3://{bucket}/in/astronaut.png", f"s3://{bucket}/in/coffee.jpg", "--category-mask",
+           "-o", f"s3://{bucket}/out/"]
+    first = run_segtool(job, env)
+    assert first.returncode == 1
+    assert [line for line in stderr_lines(first) if line.startswith("segtool: s3")] == [
+        f"segtool: s3://{bucket}/out/astronaut.category.png: an object segtool did not write is there; "
+        "not overwriting it (move it away or choose another --output)"]
+    assert fs.cat_file(f"{bucket}/out/astronaut.category.png") == b"the user's own file"
+    assert fs.metadata(f"{bucket}/out/coffee.category.png").get("written-by") == "segtool"
+    fs.rm_file(f"{bucket}/out/astronaut.category.png")
+    again = run_segtool(job, env)  # a rerun replaces segtool's own objects
+    assert again.returncode == 0, stderr_lines(again)
 
 
 def test_missing_objects_and_file_urls(photos, tmp_path, bucket, s3_server, model_env):
@@ -108,6 +130,6 @@ def test_missing_objects_and_file_urls(photos, tmp_path, bucket, s3_server, mode
     assert done.returncode == 1
     assert stderr_lines(done)[:2] == [f"segtool: s3://{bucket}/nowhere.jpg: no such object",
                                       f"segtool: s3://{bucket}/empty: no such object"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["astronaut.category.png",
+    assert visible(tmp_path / "out") == ["astronaut.category.png",
                                                                      "astronaut.confidence.npy"]
     assert partial_files(tmp_path) == []

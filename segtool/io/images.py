@@ -46,7 +46,7 @@ def read_image(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) ->
     except InputError:
         raise
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
-        raise _decode_error(path, exc, max_pixels) from exc
+        raise _decode_error(path, exc, max_pixels, source) from exc
     return _upright(to_rgb8(pixels), orientation)
 
 
@@ -161,7 +161,7 @@ def _upright(frame: np.ndarray, orientation: int) -> np.ndarray:
     return np.require(transforms[orientation](frame), np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
-def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> InputError:
+def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int], source=None) -> InputError:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(exc, FileNotFoundError):
@@ -172,7 +172,7 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
         return InputError(f"{path}: too large to decode in memory (lower --max-pixels)")
     if isinstance(exc, Image.DecompressionBombError):
         return _bomb_error(path, max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0))
-    if _cut_short(path):
+    if _cut_short(path if source is None else source):
         return InputError(f"{path}: truncated image (the file ends before the length its header declares)")
     if isinstance(exc, UnidentifiedImageError):
         return InputError(f"{path}: not an image, or a format segtool cannot read")
@@ -185,14 +185,19 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int]) -> Inpu
     return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
 
 
-def _cut_short(path: Path) -> bool:
+def _cut_short(source) -> bool:
     """Whether the file's container declares more bytes than the file has (WebP, TIFF, AVIF/HEIF).
 
     Their decoders then fail with "cannot identify" or "could not create decoder": say why.
+    ``source``: a local path, or the in-memory bytes of an object read from storage.
     """
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as stream:
+        if isinstance(source, io.BytesIO):
+            size, opened = source.getbuffer().nbytes, contextlib.nullcontext(source)
+            source.seek(0)
+        else:
+            size, opened = os.stat(source).st_size, open(source, "rb")
+        with opened as stream:
             head = stream.read(16)
             if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
                 return int.from_bytes(head[4:8], "little") + 8 > size

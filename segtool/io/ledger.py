@@ -30,6 +30,8 @@ import threading
 from pathlib import Path
 from typing import Iterable, Optional
 
+from . import storage
+
 LEDGER_NAME = ".segtool-written"
 
 Fingerprint = tuple[int, int, int]  # size, mtime_ns, inode
@@ -88,6 +90,8 @@ def overwrite_problem(path, protected: Iterable[tuple[int, int]] = ()) -> Option
     ``protected``: (device, inode) of this run's inputs, which are never written over even when
     an earlier run of segtool wrote them.
     """
+    if storage.is_remote(path):
+        return storage.remote_overwrite_problem(path)
     protected = frozenset(protected)
     if protected and file_identity(path) in protected:
         return f"{path}: is an input of this run; not overwriting it (choose another --output)"

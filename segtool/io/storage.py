@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Optional, Union
 
 from ..errors import InputError, OutputError
 
@@ -140,12 +140,46 @@ def whole_upload(path) -> Iterator[Path]:
         tmp = folder / path.name
         yield tmp
         try:
-            path.fs.put_file(str(tmp), path.path)
+            path.fs.put_file(str(tmp), path.path, **_marker(path.fs))
         except OSError as exc:
             raise OutputError(f"{path}: cannot upload ({_reason(exc)})") from exc
         _remember_written(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# Object stores have no ledger file to append to: each object segtool uploads carries this in
+# its user metadata instead, and an existing object without it is never replaced.
+_MARK = ("written-by", "segtool")
+
+
+def _marker(fs) -> dict:
+    """put_file's keyword for user metadata on stores whose fsspec driver takes one (S3, GCS)."""
+    protocols = set(fs.protocol) if isinstance(fs.protocol, (tuple, list)) else {fs.protocol}
+    if protocols & {"s3", "s3a"}:
+        return {"Metadata": dict([_MARK])}
+    if protocols & {"gs", "gcs"}:
+        return {"metadata": dict([_MARK])}
+    return {}
+
+
+def remote_overwrite_problem(path) -> Optional[str]:
+    """The line refusing to upload ``path``, or None: nothing there (from the prefix's one
+    listing), or an object segtool uploaded (its metadata, asked only for objects that exist)."""
+    if path.path not in _listing(path.parent) or _marked(path):
+        return None
+    return f"{path}: an object segtool did not write is there; not overwriting it (move it away or choose another --output)"
+
+
+def _marked(path) -> bool:
+    try:
+        if hasattr(path.fs, "metadata"):  # s3fs: the object's user metadata
+            metadata = path.fs.metadata(path.path)
+        else:  # gcsfs keeps it in info()
+            metadata = path.fs.info(path.path).get("metadata") or {}
+    except (OSError, ValueError):
+        return False
+    return {k.lower(): v for k, v in (metadata or {}).items()}.get(_MARK[0]) == _MARK[1]
 
 
 def _remember_written(path) -> None:

@@ -34,6 +34,8 @@ def atomic_output(path: Path, *, guarded: bool = True) -> Iterator[Path]:
     and record the new file in the folder's ledger. segtool's own stores (models) pass False.
     """
     if storage.is_remote(path):
+        if guarded:
+            _refuse_foreign(path)
         with storage.whole_upload(path) as tmp:
             yield tmp
         return
