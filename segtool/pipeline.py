@@ -35,6 +35,7 @@ class ImageOutputs:
     skip_existing: bool = False
     max_pixels: Optional[int] = sio.DEFAULT_MAX_PIXELS
     report_categories: bool = True  # fill ItemReport.categories (the CLI: only for --json)
+    keep_metadata: bool = True  # composites carry the input's ICC profile and EXIF (not mask files)
 
     @property
     def needs_confidence(self) -> bool:
@@ -94,8 +95,9 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
         return ItemReport(item.path, tuple(plan.values()), skipped=True)
     try:
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
+        facts = sio.read_image_facts(item.path) if outputs.keep_metadata and outputs.composites else None
         result = segmenter.segment(image)
-        write_outputs(plan, image, result, segmenter.labels, outputs)
+        write_outputs(plan, image, result, segmenter.labels, outputs, facts)
     except SegtoolError as exc:
         return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
                           stops_batch=isinstance(exc, OutputStorageError))
@@ -109,7 +111,7 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
 
 
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
-                  labels, outputs: ImageOutputs) -> None:
+                  labels, outputs: ImageOutputs, facts: Optional[sio.ImageFacts] = None) -> None:
     for path in {p.parent for p in plan.values()}:
         sio.ensure_dir(path)
     for kind, path in plan.items():
@@ -121,7 +123,7 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
             sio.write_npy(path, result.confidence_masks)
         else:
             picture = effects.composite(kind, image, result.confidence_masks, outputs.effect_options)
-            sio.write_image(path, picture)
+            sio.write_image(path, picture, facts=facts)
 
 
 def category_fractions(result: SegmentationResult, labels) -> dict[str, float]:

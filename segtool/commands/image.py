@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option
+from .options import (composite_options, jobs_option, mask_options, model_options, output_dir_option,
+                      strip_metadata_option)
 from .report import Reporter, progress
 
 
@@ -14,6 +15,7 @@ from .report import Reporter, progress
 @model_options
 @mask_options
 @composite_options
+@strip_metadata_option
 @output_dir_option
 @jobs_option
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
@@ -25,7 +27,7 @@ from .report import Reporter, progress
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, out_dir, jobs, recursive, null_separated,
+          confidence_format, composite, strip_metadata, out_dir, jobs, recursive, null_separated,
           skip_existing, max_pixels, as_json, quiet, verbose):
     """Segment images: files, folders, or '-' for paths on stdin.
 
@@ -38,7 +40,8 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
       <stem>.replace.<ext>       background replaced (--replace-bg IMAGE|COLOR)
       <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
       <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
-    <ext> is the input's unless --composite-format says otherwise.
+    <ext> is the input's unless --composite-format says otherwise. Composites keep the
+    input's colour profile and EXIF (orientation reset to 1) unless --strip-metadata.
     """
     from .. import io as sio
     from ..options import ImageSegmenterOptions
@@ -65,6 +68,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             confidence_format=confidence_format, composites=composites,
             effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
+            keep_metadata=not strip_metadata,
         )
         sio.ensure_dir(outputs.out_dir)
         with progress(reporter, len(items), "segmenting"):
