@@ -14,6 +14,8 @@
 (c) Folder throughput: N 1920x1080 JPEGs to category PNG + blur composite through the real
     `segtool image` command against MediaPipe's equivalent loop (scripts/bench_mediapipe.py
     folder), alternated, with the category masks compared pixel by pixel.
+(d) --batching: on the CPU, segment_batch of 8 against segment() one by one (and the device
+    graph on the CPU provider), and `segtool image -b 8` against the default -b 1, alternated.
 
 The hair model is not bundled: it is used from SEGTOOL_MODELS_DIR when installed there, else
 installed into a temporary folder from --models-dir (needs the convert extra), else skipped.
@@ -331,6 +333,77 @@ def mask_agreement(ours_dir: Path, theirs_dir: Path) -> dict:
     return {"pixels": same / max(1, total), "iou": inter / max(1, union)}
 
 
+# ---- (d) batches on the CPU (--batching) -------------------------------------------------------
+
+BATCH = 8
+
+
+def batching_in_memory(models, args) -> list[dict]:
+    """ms per image: segment() one by one, segment_batch of BATCH (exact path), and the device
+    graph's segment_batch on the CPU provider; alternated round by round on the same pictures."""
+    rows = []
+    for model in models:
+        for size in SIZES:
+            images = [picture(*size, i) for i in range(BATCH)]
+            sides = {}
+            for name, path in (("exact", "exact"), ("graph", "device-graph")):
+                os.environ["SEGTOOL_PATH"] = path
+                sides[name] = segmenter(model, True)
+            os.environ.pop("SEGTOOL_PATH")
+            calls = {"one by one": lambda: [sides["exact"].segment(i) for i in images],
+                     f"segment_batch({BATCH})": lambda: sides["exact"].segment_batch(images),
+                     f"device graph, segment_batch({BATCH})": lambda: sides["graph"].segment_batch(images)}
+            times = {name: [] for name in calls}
+            for _ in range(args.rounds):
+                for name, call in calls.items():
+                    times[name] += [t / BATCH for t in timed(call, max(2, args.repeat // 4))]
+            rows.append({"model": model, "size": size, **{n: statistics.median(t) for n, t in times.items()}})
+            print(f"bench: batching {model} {size}: {rows[-1]}", file=sys.stderr)
+            for side in sides.values():
+                side.close()
+    return rows
+
+
+def batching_folders(args, scratch: Path) -> list[dict]:
+    """`segtool image` steady images/s at -b 1 (the CPU default) and -b BATCH, alternated."""
+    images = scratch / "jpegs"
+    if not images.is_dir():
+        write_jpegs(images, args.images)
+    rows = []
+    for model, options in (("selfie", ["--blur"]), ("deeplab", [])):
+        base = [*segtool_cli(), "image", str(images), "-o", str(scratch / "batched"), "--model", model,
+                "--category-mask", "--no-confidence-masks", *options, "--json", "-q"]
+        runs = {1: [], BATCH: [], "wall 1": [], f"wall {BATCH}": []}
+        for _ in range(args.rounds):
+            for size in (1, BATCH):
+                wall, arrivals = stream_lines([*base, "-b", str(size)])
+                # A batch's reports arrive together: both sides count from the end of the first
+                # BATCH reports, or the batched run's window would leave out its first decodes.
+                runs[size].append((len(arrivals) - BATCH) / max(1e-9, arrivals[-1] - arrivals[BATCH - 1]))
+                runs[f"wall {size}"].append(len(arrivals) / wall)
+        rows.append({"model": model, "outputs": "category PNG" + (" + blur" if options else ""),
+                     **{size: statistics.median(r) for size, r in runs.items()}})
+        print(f"bench: batching folder {rows[-1]}", file=sys.stderr)
+    return rows
+
+
+def batching_table(memory: list[dict], folders: list[dict]) -> str:
+    names = ["one by one", f"segment_batch({BATCH})", f"device graph, segment_batch({BATCH})"]
+    lines = ["In memory, confidence + category, median ms per image:", "",
+             "| model | size | " + " | ".join(names) + " | batch / one by one |", "| --- | --- |" + " ---: |" * 4]
+    for row in memory:
+        cells = [f"{row[n]:.1f}" for n in names]
+        lines.append(f"| {row['model']} | {row['size'][1]}x{row['size'][0]} | " + " | ".join(cells) +
+                     f" | {row[names[1]] / row[names[0]]:.2f} |")
+    lines += ["", "`segtool image` on 1920x1080 JPEGs, steady images/s (median of the alternated runs):", "",
+              f"| model | outputs | -b 1 (default) | -b {BATCH} | -b {BATCH} / -b 1 | same, with start-up |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for row in folders:
+        lines.append(f"| {row['model']} | {row['outputs']} | {row[1]:.1f} | {row[BATCH]:.1f} | "
+                     f"{row[BATCH] / row[1]:.2f} | {row[f'wall {BATCH}'] / row['wall 1']:.2f} |")
+    return "\n".join(lines)
+
+
 # ---- the report -------------------------------------------------------------------------------
 
 def latency_table(rows: list[Latency]) -> str:
@@ -371,7 +444,7 @@ def folder_table(result: dict, count: int) -> str:
     return "\n".join(lines)
 
 
-def report(args, latency_rows, stage_rows, folder, mediapipe_version) -> str:
+def report(args, latency_rows, stage_rows, folder, mediapipe_version, batched=None) -> str:
     import onnxruntime
     from segtool.runtime import default_jobs, default_threads, physical_cores
 
@@ -388,6 +461,8 @@ def report(args, latency_rows, stage_rows, folder, mediapipe_version) -> str:
         parts += [f"### Folder of {args.images} 1920x1080 JPEGs -> category PNG + blur composite "
                   f"(model {args.folder_model}, median of {args.rounds} runs)",
                   f"`segtool {folder['command']}`", folder_table(folder, args.images)]
+    if batched:
+        parts += ["### Batches on the CPU (--batching)", batching_table(*batched)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -420,6 +495,8 @@ def parse(argv):
                         help="MediaPipe's TFLite files")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: latency,stages,folder")
     parser.add_argument("--write", type=Path, help="update this markdown file's bench.py section")
+    parser.add_argument("--batching", action="store_true",
+                        help=f"also: batches of {BATCH} against one image at a time on the CPU, in memory and folders")
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.mp_python and not Path(args.mp_python).exists():
@@ -442,7 +519,9 @@ def main(argv=None) -> int:
                 mediapipe.close()
         stage_rows = stages(models, args) if "stages" not in skip else []
         folder = folder_throughput(args, scratch) if "folder" not in skip else None
-        text = report(args, latency_rows, stage_rows, folder, mediapipe.version if mediapipe else None)
+        batched = ((batching_in_memory([m for m in models if m in ("selfie", "deeplab")], args),
+                    batching_folders(args, scratch)) if args.batching else None)
+        text = report(args, latency_rows, stage_rows, folder, mediapipe.version if mediapipe else None, batched)
     print(text)
     if args.write:
         write_section(args.write, text)

@@ -91,6 +91,8 @@ def main() -> None:
             options = effects.EffectOptions(backdrop=backdrop, hair_color=(150, 50, 30), refine=refine)
             calls[name, refine] = functools.partial(effects.render, name, image, confidence, options)
     calls["refine", True] = functools.partial(effects.refine_alpha, effects.subject_alpha(person), image)
+    refined = effects.refine_alpha(effects.subject_alpha(person), image)
+    calls["foreground", True] = functools.partial(effects.estimate_foreground, image, refined)
     load = os.getloadavg()[0]
     cost = measure(calls, runs)
 
@@ -102,9 +104,12 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for name in effects.COMPOSITES:
         (wall, cpu), (wall_plain, cpu_plain) = cost[name, True], cost[name, False]
-        print(f"| {name} | {cpu:.1f} | {cpu_plain:.1f} | {wall:.1f} | {wall_plain:.1f} |")
+        label = "alpha (`--alpha-mask`, `--mask-video`)" if name == "alpha" else name
+        print(f"| {label} | {cpu:.1f} | {cpu_plain:.1f} | {wall:.1f} | {wall_plain:.1f} |")
     wall, cpu = cost["refine", True]
     print(f"| (edge refinement alone, included above) | {cpu:.1f} | - | {wall:.1f} | - |")
+    wall, cpu = cost["foreground", True]
+    print(f"| (foreground colour estimate alone, in replace and cutout above) | {cpu:.1f} | - | {wall:.1f} | - |")
 
 
 if __name__ == "__main__":

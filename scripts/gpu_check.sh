@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# segtool on an NVIDIA GPU: install the GPU extra, CUDA masks == CPU masks, throughput at batch 1/8/32.
+# segtool on an NVIDIA GPU: install the GPU extra, then scripts/gpu_check.py: CUDA masks against the
+# CPU's exact ones, in-memory and folder throughput against onnxruntime alone and the CPU engine,
+# as markdown tables for BENCHMARKS.md (issue 13).
 #
 #   scripts/gpu_check.sh [WHEELS_DIR] [-- gpu_check.py options]
+#   scripts/gpu_check.sh none -- --device cpu --images 12 --seconds 0.3   # the script itself, no GPU
 #
 # Run from anywhere on a machine with an NVIDIA driver and Python 3.12. WHEELS_DIR (default .whl)
 # holds onnxruntime_gpu-*.whl, or its pieces as made by `split -b 45M` under WHEELS_DIR/parts
@@ -43,12 +46,18 @@ print(":".join(str(p) for root in nvidia.__path__ for p in sorted(pathlib.Path(r
 EOF
 }
 
-assemble
-ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "gpu_check: no wheel in $WHEELS" >&2; exit 2; }
-started=$(date +%s)
-"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
-echo "gpu_check: installed $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')in $(( $(date +%s) - started )) s" >&2
-export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ "$WHEELS" = none ]; then  # the installed onnxruntime as it is (a CPU check of the script)
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  assemble
+  ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "gpu_check: no wheel in $WHEELS" >&2; exit 2; }
+  started=$(date +%s)
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+  echo "gpu_check: installed $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')in $(( $(date +%s) - started )) s" >&2
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+# The device graph is built with the onnx package; without it segtool keeps the exact path on CUDA.
+"$PYTHON" -c "import onnx" 2>/dev/null || echo "gpu_check: no onnx package here: CUDA runs the exact path (pip install onnx)" >&2
 extra=$(nvidia_lib_dirs)
 export LD_LIBRARY_PATH="${extra}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1

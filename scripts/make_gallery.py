@@ -27,7 +27,9 @@ PER_MODEL = {
     "selfie_landscape": ("astronaut", ("--blur",)),
     "deeplab": ("chelsea", ("--blur", "--classes", "cat")),
 }
-CROP = {"grace_hopper": (slice(10, 150), slice(120, 260))}  # her cap's edge against the flag
+# Edge crops for the before/after picture: the astronaut's hair, Grace Hopper's cap against the flag.
+CROP = {"astronaut": (slice(5, 145), slice(135, 315)), "grace_hopper": (slice(10, 150), slice(120, 260))}
+DARK = (24, 24, 24)  # a dark new background shows a halo of the old one best
 
 
 def segtool(*args, cwd: Path) -> None:
@@ -77,54 +79,66 @@ def read_picture(path: Path) -> np.ndarray:
     return over_checkerboard(picture) if picture.shape[2] == 4 else picture
 
 
-def before_after(unrefined: Path, refined: Path, stem: str, width: int) -> np.ndarray:
-    """One crop of the --no-refine and the default cut-out: over grey, and its alpha; enlarged."""
-    rows, cols = CROP[stem]
-    panels = []
-    for folder, label in ((unrefined, "--no-refine"), (refined, "refined (default)")):
-        rgba = iio.imread(folder / f"{stem}.cutout.png")[rows, cols]
-        alpha = np.repeat(rgba[:, :, 3:], 3, axis=2)
-        grey = np.full_like(rgba[:, :, :3], 128)
-        picture = np.vstack([(rgba[:, :, :3] * (alpha / 255.0) + grey * (1 - alpha / 255.0)).astype(np.uint8), alpha])
-        picture = cv2.resize(picture, (width, width * picture.shape[0] // picture.shape[1]),
-                             interpolation=cv2.INTER_NEAREST)
-        # Labelled after resizing, so that the text stays legible.
-        cv2.putText(picture, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(picture, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
-        panels.append(picture)
-    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
-    return np.hstack([panels[0], gap, panels[1]])
+def before_after(unrefined: Path, refined: Path, width: int) -> np.ndarray:
+    """Crops of the --no-refine and the default cut-out over a dark backdrop, each above its alpha; enlarged.
+
+    One row per photo in CROP: the old background's glow along the edge shows on the dark backdrop.
+    """
+    rows_out = []
+    for stem, (rows, cols) in CROP.items():
+        panels = []
+        for folder, label in ((unrefined, "--no-refine"), (refined, "refined (default)")):
+            rgba = iio.imread(folder / f"{stem}.cutout.png")[rows, cols]
+            alpha = np.repeat(rgba[:, :, 3:], 3, axis=2) / 255.0
+            dark = np.empty_like(rgba[:, :, :3])
+            dark[:] = DARK
+            shown = (rgba[:, :, :3] * alpha + dark * (1 - alpha) + 0.5).astype(np.uint8)
+            picture = np.vstack([shown, (alpha * 255 + 0.5).astype(np.uint8)])
+            picture = cv2.resize(picture, (width, width * picture.shape[0] // picture.shape[1]),
+                                 interpolation=cv2.INTER_NEAREST)
+            # Labelled after resizing, so that the text stays legible.
+            cv2.putText(picture, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(picture, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+            panels.append(picture)
+        gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+        rows_out.append(np.hstack([panels[0], gap, panels[1]]))
+    spacer = np.full((6, rows_out[0].shape[1], 3), 255, np.uint8)
+    return np.vstack([rows_out[0], *(part for row in rows_out[1:] for part in (spacer, row))])
 
 
 def run_segtool(work: Path, hair: bool) -> None:
     """The outputs the gallery shows, each from one `segtool image` run as a user would type it."""
     inputs = [f"{stem}.png" for stem in PHOTOS]
-    segtool("image", *inputs, "--blur", "--replace-bg", "coffee.png", "--cutout", "--category-mask",
+    segtool("image", *inputs, "--blur", "--replace-bg", "coffee.png", "--cutout", "--palette",
             "--no-confidence-masks", "-o", "refined", cwd=work)
-    segtool("image", "grace_hopper.png", "--cutout", "--no-refine", "--no-confidence-masks", "-o", "unrefined",
-            cwd=work)
+    segtool("image", *inputs, "--cutout", "--no-refine", "--no-confidence-masks", "-o", "unrefined", cwd=work)
     for model, (stem, flags) in PER_MODEL.items():
-        segtool("image", f"{stem}.png", "--model", model, *flags, "--category-mask", "--no-confidence-masks",
+        segtool("image", f"{stem}.png", "--model", model, *flags, "--palette", "--no-confidence-masks",
                 "-o", model, cwd=work)
     if hair:
-        segtool("image", "astronaut.png", "--model", "hair", "--recolor-hair", "copper", "--category-mask",
+        segtool("image", "astronaut.png", "--model", "hair", "--recolor-hair", "copper", "--palette",
                 "--no-confidence-masks", "-o", "hair", cwd=work)
+
+
+def _shown(column: str) -> str:
+    # The category mask itself holds indices (nearly black); the gallery shows its --palette view.
+    return "category-color" if column == "category" else column
 
 
 def save_gallery(work: Path, out: Path, width: int, hair: bool) -> list[Path]:
     sources = {f"{stem}.{column}.jpg": work / f"{stem}.png" if column == "input" else
-               work / "refined" / f"{stem}.{column}.png" for stem in PHOTOS for column in COLUMNS}
+               work / "refined" / f"{stem}.{_shown(column)}.png" for stem in PHOTOS for column in COLUMNS}
     if hair:
-        sources.update({f"astronaut.hair-{column}.jpg": work / "hair" / f"astronaut.{column}.png"
+        sources.update({f"astronaut.hair-{column}.jpg": work / "hair" / f"astronaut.{_shown(column)}.png"
                         for column in ("category", "recolor")})
     for model, (stem, _) in PER_MODEL.items():
         sources[f"{stem}.{model}-input.jpg"] = work / f"{stem}.png"
-        sources.update({f"{stem}.{model}-{column}.jpg": work / model / f"{stem}.{column}.png"
+        sources.update({f"{stem}.{model}-{column}.jpg": work / model / f"{stem}.{_shown(column)}.png"
                         for column in ("category", "blur")})
     for name, source in sources.items():
         save_small(read_picture(source), out / name, width)
     comparison = out / "refine.before-after.jpg"
-    iio.imwrite(comparison, before_after(work / "unrefined", work / "refined", "grace_hopper", width),
+    iio.imwrite(comparison, before_after(work / "unrefined", work / "refined", width),
                 quality=82, optimize=True)
     return [out / name for name in sources] + [comparison]
 
@@ -158,7 +172,8 @@ def markdown(folder: Path) -> str:
     hair = ("\n`--model hair --category-mask --recolor-hair copper`:\n\n"
             f"![hair mask]({folder}/astronaut.hair-category.jpg) "
             f"![hair recoloured]({folder}/astronaut.hair-recolor.jpg)\n")
-    refine = ("\nEdge refinement, without and with it (a crop of the cut-out, enlarged; below, its alpha):\n\n"
+    refine = ("\nEdge refinement, without and with it (crops of the cut-out over a dark backdrop, enlarged; "
+              "below each, its alpha):\n\n"
               f"![before and after edge refinement]({folder}/refine.before-after.jpg)\n")
     per_model = "\n| `--model` | input | category mask | composite |\n|---|---|---|---|\n" + "".join(
         f"| `{model} {' '.join(flags)}` | " + " | ".join(

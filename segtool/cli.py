@@ -7,13 +7,30 @@ Heavy modules (numpy, onnxruntime, imageio) are imported by the subcommands only
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import os
 import signal
 import sys
 
-import click
 
-from .errors import SegtoolError
+def _stopped_while_starting(signum, frame):
+    os.write(2, b"segtool: interrupted\n" if signum == signal.SIGINT else b"segtool: terminated\n")
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+# The `segtool` program itself: a Ctrl-C or SIGTERM while Python still imports (Click, then
+# the command's modules) ends with the usual line and status instead of a traceback; nothing
+# has been written yet. main() takes over. Importing this module anywhere else changes nothing.
+if os.path.basename(sys.argv[0] if sys.argv else "") in ("segtool", "segtool.exe"):
+    for _number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_number) in (signal.default_int_handler, signal.SIG_DFL):
+            signal.signal(_number, _stopped_while_starting)
+
+import click  # noqa: E402
+
+from .errors import SegtoolError  # noqa: E402
 
 SUBCOMMANDS = {
     "image": "segtool.commands.image:image",
@@ -36,6 +53,39 @@ class LazyGroup(click.Group):
             return None
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    # A closed stdout is handled here, not in main(): Click's own handler, which runs first,
+    # would turn it into exit 1. make_context prints --help, invoke everything else.
+    def make_context(self, *args, **kwargs):
+        with _quiet_on_closed_stdout():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _quiet_on_closed_stdout():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _quiet_on_closed_stdout():
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        stdout_closed()
+
+
+def stdout_closed() -> None:
+    """`segtool ... | head -1`: the reader has all it wants; end quietly, exit 0, nothing partial left.
+
+    stdout is pointed at /dev/null first, or Python's last flush at exit would fail on it again.
+    """
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+    writers = sys.modules.get("segtool.io.writers")
+    if writers is not None:
+        writers.remove_partial_outputs()
+    sys.exit(0)
 
 
 def _module_exists(target: str) -> bool:
@@ -83,6 +133,8 @@ def interrupted(message: str, code: int) -> None:
 
 
 def main(argv=None) -> None:
+    if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         cli.main(args=argv, prog_name="segtool", standalone_mode=False)
@@ -100,8 +152,7 @@ def main(argv=None) -> None:
     except Terminated:
         interrupted("terminated", 143)
     except BrokenPipeError:
-        sys.stderr.close()  # `segtool ... | head` is not an error
-        sys.exit(0)
+        stdout_closed()
     except Exception as exc:
         signalled = _signal_behind(exc)
         if signalled is None:

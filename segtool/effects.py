@@ -1,8 +1,9 @@
 """Composites from an image and its confidence masks: one module for images, video frames and webcam.
 
 ``render(name, image, confidence_masks, options)`` is the whole interface: RGB uint8 (H, W, 3) and
-float32 (C, H, W) masks in, a picture out (RGBA for the cut-out). The mask is refined here, for
-pictures only; mask files are written from the segmenter's result and stay MediaPipe-exact.
+float32 (C, H, W) masks in, a picture out (RGBA for the cut-out, grey uint8 for the alpha mask).
+The mask is refined here (segtool/refine.py), for pictures only; mask files are written from the
+segmenter's result and stay MediaPipe-exact.
 
 Speed matters (a 1080p video frame has ~30 ms for everything): full-size work is done by OpenCV
 kernels in 8-bit where the result is 8-bit anyway, and anything wide (the blur, the guided
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import UsageError
+from .refine import estimate_foreground, refine_alpha  # noqa: F401  (refine_alpha: part of this module's interface)
 
 Color = tuple[int, int, int]
 
@@ -43,7 +45,7 @@ class EffectOptions:
     ``recolor_classes``: the categories ``recolor`` tints (None: ``classes``); the CLI sets the
     hair class. ``blur_strength`` scales the blur radius (1.0 is 1.2 % of the longer side).
     ``backdrop`` is for ``replace``, ``hair_color`` (RGB) for ``recolor``. ``refine`` turns the
-    edge-aware mask refinement on.
+    edge refinement on, and with it the foreground colour estimate of ``replace`` and ``cutout``.
     """
 
     classes: Optional[tuple[int, ...]] = None
@@ -64,10 +66,18 @@ def render(name: str, image: np.ndarray, confidence_masks: np.ndarray, options: 
     make = _COMPOSITES.get(name)
     if make is None:
         raise UsageError(f"unknown composite '{name}': choose one of {', '.join(COMPOSITES)}")
-    alpha = subject_alpha(confidence_masks, options.classes_for(name))
-    if options.refine:
-        alpha = refine_alpha(alpha, image)
+    alpha = composite_alpha(image, confidence_masks, options, name)
+    if options.refine and name in _NEW_BACKGROUND:
+        # On a new background the old one must not show through the edge: the subject's own colours.
+        image = estimate_foreground(image, alpha)
     return make(image, alpha, options)
+
+
+def composite_alpha(image: np.ndarray, confidence_masks: np.ndarray, options: EffectOptions,
+                    name: str = "cutout") -> np.ndarray:
+    """The subject alpha, float32 (H, W), that composite ``name`` uses: refined unless options.refine is off."""
+    alpha = subject_alpha(confidence_masks, options.classes_for(name))
+    return refine_alpha(alpha, image) if options.refine else alpha
 
 
 composite = render  # the name pipeline.write_outputs has always called
@@ -84,98 +94,6 @@ def subject_alpha(confidence_masks: np.ndarray, classes: Optional[Sequence[int]]
     if len(chosen) == 1:
         return confidence_masks[chosen[0]]
     return np.clip(np.add.reduce(confidence_masks[chosen], axis=0), 0.0, 1.0)
-
-
-# ---- edge refinement ------------------------------------------------------------------------
-
-def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = None,
-                 eps: float = 1e-4) -> np.ndarray:
-    """Snap the upsampled mask's soft ramp to the image's colour edges: a fast guided filter.
-
-    The model sees about 256 px; upsampled, its edge is a ramp several pixels wide that ignores
-    the picture. The guided filter (He, Sun & Tang) makes the mask locally a linear function of
-    the colour, so where colour changes sharply the mask does too. Its coefficients are found on
-    a grid of ``cell``-pixel cells (default: about the model's pixel, which measured best) in
-    3x3-cell windows, and applied at full size (He & Sun's fast variant), but only in tiles near
-    the mask's edge: tiles where the model is sure everywhere keep the mask exactly as it is.
-    """
-    height, width = alpha.shape
-    cell = cell or max(1, round(max(height, width) / 256))
-    small = (-(-width // cell), -(-height // cell))
-    guide = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    mask = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)
-    # Divided by 255 here, at small size, so that the full-size step can use the uint8 image as
-    # it is: RGBA's alpha channel is 255, which turns the fourth coefficient into the offset b.
-    coefficients = _guided_coefficients(guide, mask, 1, eps) / 255.0
-    refined = alpha.copy()
-    for rows, cols in _edge_tiles(mask, (height, width), reach=3):
-        refined[rows, cols] = _apply_coefficients(coefficients, image, rows, cols, (height, width))
-    return refined
-
-
-def _edge_tiles(mask: np.ndarray, size: tuple[int, int], reach: int, tile: int = 128,
-                flat: float = 0.02):
-    """Full-size (rows, cols) tiles within ``reach`` cells of a place where the mask changes.
-
-    The filter is a local regression of the mask, so where the mask is flat to within ``flat``
-    it can move it by no more than about that; those tiles keep the mask as it is.
-    """
-    window = np.ones((3, 3), np.uint8)
-    changing = (cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, window) > flat).astype(np.uint8)
-    near = cv2.dilate(changing, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
-    scale_y, scale_x = mask.shape[0] / size[0], mask.shape[1] / size[1]
-    for top in range(0, size[0], tile):
-        rows = slice(top, min(size[0], top + tile))
-        band = near[int(rows.start * scale_y):int(np.ceil(rows.stop * scale_y))]
-        for left in range(0, size[1], tile):
-            cols = slice(left, min(size[1], left + tile))
-            if band[:, int(cols.start * scale_x):int(np.ceil(cols.stop * scale_x))].any():
-                yield rows, cols
-
-
-def _apply_coefficients(coefficients: np.ndarray, image: np.ndarray, rows: slice, cols: slice,
-                        size: tuple[int, int]) -> np.ndarray:
-    """a . colour + b for one full-size tile, a and b bilinearly upsampled from the small grid."""
-    scale_y, scale_x = coefficients.shape[0] / size[0], coefficients.shape[1] / size[1]
-    # The same sample positions cv2.resize would use for the whole frame, so tiles have no seams.
-    to_small = np.float32([[scale_x, 0, (cols.start + 0.5) * scale_x - 0.5],
-                           [0, scale_y, (rows.start + 0.5) * scale_y - 0.5]])
-    tile_size = (cols.stop - cols.start, rows.stop - rows.start)
-    local = cv2.warpAffine(coefficients, to_small, tile_size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                           borderMode=cv2.BORDER_REPLICATE)
-    guide = cv2.cvtColor(image[rows, cols], cv2.COLOR_RGB2RGBA).astype(np.float32)
-    # The per-pixel dot product as one matrix-vector product: faster than cv2.transform here.
-    refined = (cv2.multiply(local, guide).reshape(-1, 4) @ _ONES4).reshape(local.shape[:2])
-    return np.clip(refined, 0.0, 1.0, out=refined)
-
-
-_ONES4 = np.ones(4, np.float32)
-
-
-def _guided_coefficients(guide: np.ndarray, mask: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Window means of (a_r, a_g, a_b, b) such that mask ~ a . colour + b in every window."""
-    def box(x):
-        return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
-
-    colour = cv2.split(guide)  # planes, not strided channels: numpy is several times faster on them
-    mean = [box(c) for c in colour]
-    mean_p = box(mask)
-    cov_p = [box(c * mask) - m * mean_p for c, m in zip(colour, mean)]
-
-    def cov(i, j):
-        return box(colour[i] * colour[j]) - mean[i] * mean[j] + (eps if i == j else 0.0)
-
-    rr, rg, rb, gg, gb, bb = cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1), cov(1, 2), cov(2, 2)
-    # The symmetric 3x3 covariance inverted by cofactors, for every window at once.
-    inverse = [[gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb],
-               [None, rr * bb - rb * rb, rb * rg - rr * gb],
-               [None, None, rr * gg - rg * rg]]
-    for i, j in ((1, 0), (2, 0), (2, 1)):
-        inverse[i][j] = inverse[j][i]
-    det = rr * inverse[0][0] + rg * inverse[0][1] + rb * inverse[0][2]
-    a = [sum(inverse[i][j] * cov_p[j] for j in range(3)) / det for i in range(3)]
-    b = mean_p - sum(a_c * m for a_c, m in zip(a, mean))
-    return cv2.merge([box(x) for x in (*a, b)])
 
 
 # ---- the composites -------------------------------------------------------------------------
@@ -253,8 +171,13 @@ def replace_background(image: np.ndarray, alpha: np.ndarray, backdrop: Backdrop)
 
 
 def cut_out(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """RGBA uint8: the image's colours untouched (straight alpha), alpha = subject confidence."""
-    return cv2.merge([image, cv2.convertScaleAbs(alpha, alpha=255.0)])
+    """RGBA uint8, straight alpha: ``image``'s colours (render gives it the estimated foreground's)."""
+    return cv2.merge([image, alpha_mask(alpha)])
+
+
+def alpha_mask(alpha: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): alpha to 8 bits, rounded; the cut-out's alpha channel is this same array."""
+    return cv2.convertScaleAbs(alpha, alpha=255.0)
 
 
 def recolor(image: np.ndarray, alpha: np.ndarray, color: Color) -> np.ndarray:
@@ -372,5 +295,7 @@ _COMPOSITES: dict[str, Callable[[np.ndarray, np.ndarray, EffectOptions], np.ndar
     "replace": lambda image, alpha, o: replace_background(image, alpha, _needs(o.backdrop, "replace", "backdrop")),
     "cutout": lambda image, alpha, o: cut_out(image, alpha),
     "recolor": lambda image, alpha, o: recolor(image, alpha, _needs(o.hair_color, "recolor", "hair_color")),
+    "alpha": lambda image, alpha, o: alpha_mask(alpha),
 }
 COMPOSITES = tuple(_COMPOSITES)
+_NEW_BACKGROUND = ("replace", "cutout")  # composites that show the subject without its own background

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -25,14 +27,16 @@ class InstallReport:
     already: bool = False
     source: str = ""
     source_sha256: str = ""
-    pinned: bool = True
+    trusted: bool = False  # installed under --trust-file although its sha256 is not the pinned one
 
 
-def install(name: str, *, source: Optional[str] = None, force: bool = False,
+def install(name: str, *, source: Optional[str] = None, force: bool = False, trust_file: bool = False,
             on_progress: Progress = lambda done, total: None) -> InstallReport:
     """Install model ``name`` into the user's model directory; a second install is a no-op.
 
     ``source``: a folder holding the model's TFLite file, a URL, or None for the official URL.
+    ``trust_file``: install a file whose sha256 is not the pinned one (the user vouches for it);
+    its TFLite signature is still checked.
     """
     spec = registry.spec_for(name)
     if spec.bundled:
@@ -40,18 +44,50 @@ def install(name: str, *, source: Optional[str] = None, force: bool = False,
     target = registry.installed_path(spec)
     if not force and _intact(name):
         return InstallReport(name, target, already=True)
-    registry.user_dir().mkdir(parents=True, exist_ok=True)
+    folder = _writable_models_dir()
     with tempfile.TemporaryDirectory(prefix="segtool-install-") as work:
         tflite, origin = fetch_tflite(spec, source, Path(work), on_progress)
-        facts = convert_and_describe(spec, tflite, Path(work) / spec.file)
         source_sha256 = registry.sha256_of(tflite)
-        facts["source"] = {"sha256": source_sha256, "from": origin}
-        with atomic_output(target) as tmp:
-            shutil.copyfile(Path(work) / spec.file, tmp)
-        with atomic_output(registry.sidecar_path(target)) as tmp:
-            tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False), encoding="utf-8")
-    return InstallReport(name, target, source=origin, source_sha256=source_sha256,
-                         pinned=bool(spec.source_sha256))
+        trusted = source_sha256 != spec.source_sha256
+        if trusted and not trust_file:
+            raise _not_pinned(spec, tflite, origin, source_sha256)
+        facts = convert_and_describe(spec, tflite, Path(work) / spec.file)
+        facts["source"] = {"sha256": source_sha256, "from": origin, "trusted": trusted}
+        try:
+            with atomic_output(target, guarded=False) as tmp:
+                shutil.copyfile(Path(work) / spec.file, tmp)
+            with atomic_output(registry.sidecar_path(target), guarded=False) as tmp:
+                tmp.write_text(json.dumps(facts, indent=2, ensure_ascii=False), encoding="utf-8")
+        except OSError as exc:
+            raise _folder_error(folder, exc) from exc
+    return InstallReport(name, target, source=origin, source_sha256=source_sha256, trusted=trusted)
+
+
+def _not_pinned(spec: registry.ModelSpec, tflite: Path, origin: str, sha256: str) -> ModelError:
+    size = tflite.stat().st_size
+    if spec.source_size and size != spec.source_size:
+        what = f"size {size:,} bytes is not the pinned {spec.source_size:,}"
+    else:
+        what = f"sha256 {sha256[:16]}… is not the pinned {(spec.source_sha256 or 'none')[:16]}…"
+    return ModelError(f"{origin}: {what} of the official {spec.source_file}; refusing to install it "
+                      "(--trust-file installs it anyway)")
+
+
+def _writable_models_dir() -> Path:
+    """The user's model folder, created; a ModelError before any download when it cannot take files."""
+    folder = registry.user_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:  # read-only, no permission, or a regular file somewhere on the path
+        raise _folder_error(folder, exc) from exc
+    return folder
+
+
+def _folder_error(folder: Path, exc: OSError) -> ModelError:
+    return ModelError(f"{folder}: cannot install models there ({exc.strerror or exc}); "
+                      "set SEGTOOL_MODELS_DIR to a writable folder")
 
 
 def _intact(name: str) -> bool:
@@ -74,7 +110,6 @@ def fetch_tflite(spec: registry.ModelSpec, source: Optional[str], work: Path,
     else:
         origin = source or spec.source_url
         download(origin, destination, on_progress)
-    _check_sha256(spec, destination, origin)
     return destination, origin
 
 
@@ -95,30 +130,42 @@ def download(url: str, destination: Path, on_progress: Progress) -> None:
         raise ModelError(f"{url}: download failed ({exc}); use --from DIR with a copy of the file") from exc
 
 
-def _check_sha256(spec: registry.ModelSpec, path: Path, origin: str) -> None:
-    # A model with no pinned sha256 (multiclass: no copy was reachable to pin) is accepted on
-    # its TFLite signature alone; the CLI prints the sha256 it recorded so users can compare.
-    if spec.source_sha256 and registry.sha256_of(path) != spec.source_sha256:
-        raise ModelError(
-            f"{origin}: sha256 {registry.sha256_of(path)[:16]}… is not the pinned "
-            f"{spec.source_sha256[:16]}… of {spec.source_file}; refusing to install it"
-        )
-
-
 def convert_and_describe(spec: registry.ModelSpec, tflite: Path, onnx_path: Path) -> dict:
     """Check the TFLite signature, convert to ONNX, and return the sidecar's facts."""
+    with _native_logs_silenced():
+        try:
+            from .convert import convert_tflite
+            from .convert.metadata import NotTFLiteError, check_signature, read_metadata
+        except ImportError as exc:
+            raise ModelError(f"converting '{spec.name}' needs TensorFlow: {registry.extra_hint('convert')} "
+                             f"({exc})") from exc
+        height, width, channels = spec.input_height, spec.input_width, spec.input_channels
+        try:
+            check_signature(tflite, [(1, height, width, channels)], [(1, height, width, spec.output_channels)])
+        except NotTFLiteError as exc:
+            raise ModelError(f"{tflite.name}: not the expected '{spec.name}' model ({exc})") from exc
+        convert_tflite(tflite, onnx_path)
+        return _facts(spec, read_metadata(tflite), registry.sha256_of(onnx_path))
+
+
+@contextlib.contextmanager
+def _native_logs_silenced():
+    """TensorFlow, absl and XNNPACK log from C++ straight to file descriptor 2 (oneDNN notices,
+    "Created TensorFlow Lite XNNPACK delegate", ...): point it elsewhere while they run.
+
+    What segtool itself has to say comes afterwards, as the one-line error or the install line.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        from .convert import convert_tflite
-        from .convert.metadata import NotTFLiteError, check_signature, read_metadata
-    except ImportError as exc:
-        raise ModelError(f"converting '{spec.name}' needs TensorFlow: pip install 'segtool[convert]' ({exc})") from exc
-    height, width, channels = spec.input_height, spec.input_width, spec.input_channels
-    try:
-        check_signature(tflite, [(1, height, width, channels)], [(1, height, width, spec.output_channels)])
-    except NotTFLiteError as exc:
-        raise ModelError(f"{tflite.name}: not the expected '{spec.name}' model ({exc})") from exc
-    convert_tflite(tflite, onnx_path)
-    return _facts(spec, read_metadata(tflite), registry.sha256_of(onnx_path))
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _facts(spec: registry.ModelSpec, metadata, onnx_sha256: str) -> dict:

@@ -4,6 +4,7 @@ Knows nothing of Click: the CLI builds an ImageOutputs and a segmenter, then cal
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -27,6 +28,7 @@ class ImageOutputs:
 
     out_dir: Path
     category_mask: bool = False
+    category_preview: bool = False  # also <stem>.category-color.png, RGB, for people to look at
     confidence_masks: bool = True
     confidence_format: str = "npy"
     composites: tuple[str, ...] = ()
@@ -35,6 +37,7 @@ class ImageOutputs:
     skip_existing: bool = False
     max_pixels: Optional[int] = sio.DEFAULT_MAX_PIXELS
     report_categories: bool = True  # fill ItemReport.categories (the CLI: only for --json)
+    protected: frozenset = frozenset()  # (device, inode) of the run's inputs: never written over
     keep_metadata: bool = True  # composites carry the input's ICC profile and EXIF (not mask files)
 
     @property
@@ -60,15 +63,18 @@ class ItemReport:
 
 
 def planned_outputs(item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Path]:
-    """The output contract: DIR/<stem>.category.png, .confidence.npy|exr, .<composite>.<ext>.
+    """The output contract: DIR/<stem>.category.png, .category-color.png, .confidence.npy|exr,
+    .<composite>.<ext> (io.paths.OUTPUT_INFIXES lists the infixes, so walks skip these files).
 
-    Composites: <stem>.blur|replace|recolor.<ext> (ext: the input's, or --composite-format) and
-    <stem>.cutout.png (.webp when the format asked for is webp).
+    Composites: <stem>.blur|replace|recolor.<ext> (ext: the input's, or --composite-format),
+    <stem>.cutout.png (.webp when the format asked for is webp) and <stem>.alpha.png (8-bit grey).
     """
     base = outputs.out_dir / item.stem
     plan = {}
     if outputs.category_mask:
         plan["category"] = base.with_name(f"{base.name}.category.png")
+    if outputs.category_preview:
+        plan["category-color"] = base.with_name(f"{base.name}.category-color.png")
     if outputs.confidence_masks:
         plan["confidence"] = base.with_name(f"{base.name}.confidence.{outputs.confidence_format}")
     for name in outputs.composites:
@@ -80,6 +86,8 @@ def _composite_suffix(name: str, item: sio.InputItem, outputs: ImageOutputs) -> 
     # A cut-out needs an alpha channel: PNG, or WebP when asked for; never the input's JPEG.
     if name == "cutout":
         return ".webp" if outputs.composite_format == "webp" else ".png"
+    if name == "alpha":  # what compositors load as a matte: always a grey PNG
+        return ".png"
     return sio.composite_extension(item.path, outputs.composite_format)
 
 
@@ -91,23 +99,54 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
     """
     started = time.perf_counter()
     plan = planned_outputs(item, outputs)
-    if outputs.skip_existing and plan and sio.existing(plan.values()):
-        return ItemReport(item.path, tuple(plan.values()), skipped=True)
+    decided = decided_before_work(item, plan, outputs)
+    if decided is not None:
+        return decided
     try:
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
-        facts = sio.read_image_facts(item.path) if outputs.keep_metadata and outputs.composites else None
+        facts = composite_facts(item, outputs)
         result = segmenter.segment(image)
         write_outputs(plan, image, result, segmenter.labels, outputs, facts)
-    except SegtoolError as exc:
-        return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
-                          stops_batch=isinstance(exc, OutputStorageError))
-    except MemoryError:
+    except (SegtoolError, MemoryError) as exc:
+        return failed_report(item, exc, started)
+    return done_report(item, plan, result, segmenter.labels, outputs, started)
+
+
+def failed_report(item: sio.InputItem, exc: BaseException, started: float) -> ItemReport:
+    if isinstance(exc, MemoryError):
         # The image passed --max-pixels yet its masks do not fit: that input fails, not the batch.
         return ItemReport(item.path, error=f"{item.path}: out of memory (lower --max-pixels)",
                           seconds=time.perf_counter() - started)
-    categories = category_fractions(result, segmenter.labels) if outputs.report_categories else {}
+    return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
+                      stops_batch=isinstance(exc, OutputStorageError))
+
+
+def done_report(item: sio.InputItem, plan: dict, result: SegmentationResult, labels,
+                outputs: ImageOutputs, started: float) -> ItemReport:
+    categories = category_fractions(result, labels) if outputs.report_categories else {}
     return ItemReport(item.path, tuple(plan.values()), seconds=time.perf_counter() - started,
                       categories=categories)
+
+
+def decided_before_work(item: sio.InputItem, plan: dict[str, Path], outputs: ImageOutputs) -> Optional[ItemReport]:
+    """The report of an input settled before it is read, else None (every engine calls this).
+
+    Skipped: --skip-existing, and all its outputs are there and segtool wrote them. Refused: one
+    of its outputs would replace a file segtool did not write, or an input of the run; checked
+    for all of them first, so that a refused input writes nothing.
+    """
+    if outputs.skip_existing and plan and sio.existing(plan.values()):
+        return ItemReport(item.path, tuple(plan.values()), skipped=True)
+    refused = next(filter(None, (sio.overwrite_problem(p, outputs.protected) for p in plan.values())), None)
+    return None if refused is None else ItemReport(item.path, error=refused)
+
+
+def composite_facts(item: sio.InputItem, outputs: ImageOutputs) -> Optional[sio.ImageFacts]:
+    """The photo's colour profile and EXIF for its composites to keep (None: --strip-metadata,
+    or no composite but the alpha mask, which stays plain like the other mask files)."""
+    if not outputs.keep_metadata or not set(outputs.composites) - {"alpha"}:
+        return None
+    return sio.read_image_facts(item.path)
 
 
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
@@ -117,13 +156,15 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
     for kind, path in plan.items():
         if kind == "category":
             sio.write_category_png(path, result.category_mask)
+        elif kind == "category-color":
+            sio.write_category_preview(path, result.category_mask)
         elif kind == "confidence" and outputs.confidence_format == "exr":
             sio.write_exr(path, result.confidence_masks, labels)
         elif kind == "confidence":
             sio.write_npy(path, result.confidence_masks)
         else:
             picture = effects.composite(kind, image, result.confidence_masks, outputs.effect_options)
-            sio.write_image(path, picture, facts=facts)
+            sio.write_image(path, picture, facts=None if kind == "alpha" else facts)
 
 
 def category_fractions(result: SegmentationResult, labels) -> dict[str, float]:
@@ -153,18 +194,26 @@ def _histogram(mask: np.ndarray) -> np.ndarray:
 
 
 def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
-               on_item: Callable[[ItemReport], None] = lambda report: None, *, jobs: int = 1
-               ) -> list[ItemReport]:
+               on_item: Callable[[ItemReport], None] = lambda report: None, *, jobs: int = 1,
+               batch_size: int = 1) -> list[ItemReport]:
     """Process every input, going on past failures; each report goes to ``on_item`` in input order.
 
     ``jobs`` inputs are processed at once on threads (decoding, onnxruntime and encoding release
     the GIL, so one input's decode overlaps another's inference and a third's encode); at most
     ``2 * jobs`` are in flight, so memory stays flat however many inputs there are.
 
+    ``batch_size`` > 1: inputs are decoded and prepared on ``jobs`` threads, gathered into
+    batches for one inference call each (segmenter.run_prepared), and finished and written on
+    the same threads (see pipeline_batches.py); the files and reports are those of batch size 1.
+
     Stops early only when the output storage fails (full or read-only disk): the rest could
     not be written either. Two inputs that would write the same output file (``a.jpg`` and
     ``a.png``) are not both run: the second fails instead of overwriting the first's masks.
     """
+    if batch_size > 1:
+        from .pipeline_batches import run_batched
+
+        return run_batched(items, segmenter, outputs, on_item, jobs=max(1, jobs), batch_size=batch_size)
     if jobs <= 1:
         return _run_in_order(items, segmenter, outputs, on_item)
     return _run_concurrently(items, segmenter, outputs, on_item, jobs)
@@ -250,11 +299,18 @@ def _finish_after_stop(pending: deque, reports: list, on_item) -> list[ItemRepor
 
 
 def _clash(item: sio.InputItem, outputs: ImageOutputs, claimed: dict[Path, Path]) -> Optional[ItemReport]:
-    """A failed report when ``item``'s outputs were already claimed by another input, else None."""
-    plan = planned_outputs(item, outputs).values()
+    """A failed report when ``item``'s outputs were already claimed by another input, else None.
+
+    Claims are kept by real path, so sub-folders that are symbolic links to one another clash too.
+    """
+    plan = [_real(p) for p in planned_outputs(item, outputs).values()]
     owner = next((claimed[p] for p in plan if p in claimed and claimed[p] != item.path), None)
     if owner is not None:
         return ItemReport(item.path, error=f"{item.path}: its outputs would overwrite those of {owner}; "
                                            "rename one of them")
     claimed.update((p, item.path) for p in plan)
     return None
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path.parent), path.name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ class ModelSpec:
     source_file: str
     source_sha256: Optional[str]
     onnx_sha256: Optional[str] = None
+    source_size: Optional[int] = None  # bytes of the pinned source file
     localized_labels: dict = field(default_factory=dict)
     license: str = ""
 
@@ -74,6 +76,7 @@ def _spec_fields(entry: dict) -> dict:
         "source_url": source.get("url"),
         "source_file": source.get("file"),
         "source_sha256": source.get("sha256"),
+        "source_size": source.get("size"),
         "onnx_sha256": entry.get("onnx_sha256"),
         "license": entry.get("license"),
     }
@@ -156,11 +159,53 @@ def locate(name: str) -> ResolvedModel:
 
 def _read_sidecar(model_path: Path, spec: ModelSpec) -> dict:
     try:
-        return json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(
-            f"{model_path}: its install record is missing or damaged ({exc}); {reinstall_hint(spec)}"
-        ) from exc
+        facts = json.loads(sidecar_path(model_path).read_text(encoding="utf-8"))
+        problem = record_problem(facts, spec)
+    except (OSError, ValueError) as exc:  # a truncated record or one that is not UTF-8 among them
+        problem = str(exc)
+    if problem:
+        raise ModelError(f"{model_path}: its install record is missing or damaged ({problem}); "
+                         f"{reinstall_hint(spec)}")
+    return facts
+
+
+def record_problem(facts, spec: ModelSpec) -> Optional[str]:
+    """What is wrong with an install record (the .json beside an installed model), or None.
+
+    `models install` writes it; anything else there (null, a list, wrong types, a label list
+    of another length) would otherwise surface as a traceback far from the file at fault.
+    """
+    if not isinstance(facts, dict):
+        return f"it holds {_JSON_KINDS.get(type(facts), type(facts).__name__)}, not an object"
+    digest = facts.get("onnx_sha256")
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        return "no valid onnx_sha256"
+    size, norm = facts.get("input", {}), facts.get("normalization", {})
+    if not isinstance(size, dict) or not all(_is_count(size.get(k, 1)) for k in ("height", "width", "channels")):
+        return "'input' is not positive height, width and channels"
+    if not isinstance(norm, dict) or not all(_is_number(norm.get(k, 1)) for k in ("mean", "std")) \
+            or norm.get("std") == 0:
+        return "'normalization' is not a finite mean and a non-zero std"
+    localized = facts.get("localized_labels", {})
+    if not isinstance(localized, dict):
+        return "'localized_labels' is not an object"
+    for key, labels in (("en", facts.get("labels", spec.labels)), *localized.items()):
+        if not (isinstance(labels, (list, tuple)) and len(labels) == len(spec.labels)
+                and all(isinstance(label, str) for label in labels)):
+            return f"the {key} labels are not {len(spec.labels)} names"
+    return None
+
+
+_JSON_KINDS = {type(None): "null", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "true or false"}
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def sha256_of(path: Path) -> str:
@@ -174,12 +219,38 @@ def sha256_of(path: Path) -> str:
 def verify(model: ResolvedModel) -> None:
     """Raise ModelError unless the file's sha256 is the one recorded for it."""
     expected = model.spec.onnx_sha256
-    if expected and sha256_of(model.path) != expected:
+    try:
+        actual = sha256_of(model.path)
+    except OSError as exc:
+        raise ModelError(f"{model.path}: cannot read the model file ({exc.strerror or exc}); "
+                         f"{reinstall_hint(model.spec)}") from exc
+    if expected and actual != expected:
         raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {reinstall_hint(model.spec)}")
 
 
+def source_checkout() -> Optional[Path]:
+    """The git clone segtool runs from (an editable install), or None (a wheel)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
 def reinstall_hint(spec: ModelSpec) -> str:
-    """How to get an intact copy: bundled models come with segtool, others from `models install`."""
-    if spec.bundled:
-        return "reinstall segtool (pip install --force-reinstall segtool)"
-    return f"reinstall with `segtool models install {spec.name} --force`"
+    """How to get an intact copy, for how segtool was installed.
+
+    Bundled models come with segtool: from git in a clone whose models/ is in use, from pip
+    otherwise; downloaded ones from `models install`.
+    """
+    if not spec.bundled:
+        return f"reinstall with `segtool models install {spec.name} --force`"
+    checkout = source_checkout()
+    if checkout is not None and bundled_dir().resolve() == (checkout / "models").resolve():
+        return f"restore it from git (git -C {checkout} checkout models/{spec.file})"
+    return "reinstall segtool (pip install --force-reinstall segtool)"
+
+
+def extra_hint(extra: str) -> str:
+    """The pip command that adds an optional extra, for how segtool was installed."""
+    checkout = source_checkout()
+    if checkout is not None:
+        return f"pip install -e '{checkout}[{extra}]'"
+    return f"pip install 'segtool[{extra}]'"

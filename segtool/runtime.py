@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import onnxruntime as ort
@@ -57,6 +58,71 @@ def choose_providers(device: str = "auto", available: Optional[Sequence[str]] = 
     if DEVICE_PROVIDERS["cpu"] not in wanted:
         wanted.append(DEVICE_PROVIDERS["cpu"])
     return wanted
+
+
+# ---- which computation runs around the network ---------------------------------------------
+
+PATH_ENV = "SEGTOOL_PATH"
+PATHS = ("auto", "exact", "device-graph")
+DEFAULT_CUDA_BATCH = 16  # images per inference call on CUDA: past 8-16 the H200's selfie rate flattens
+
+
+@dataclass(frozen=True)
+class ExecutionPath:
+    """``exact``: MediaPipe's CPU computation around the network (preprocess.py, postprocess.py).
+
+    ``device-graph``: normalisation, upsampling and the argmax inside one ONNX graph with the
+    network (segtool.gpu_graph), run by the session's provider. ``reason`` says why, for a person.
+    """
+
+    name: str
+    reason: str
+    routine: bool = False  # the CPU's own exact path, chosen by auto: nothing a user needs told
+
+    @property
+    def device_graph(self) -> bool:
+        return self.name == "device-graph"
+
+
+def choose_path(providers: Sequence[str], *, image_mode: bool = True, requested: Optional[str] = None,
+                graph_buildable: Optional[bool] = None) -> ExecutionPath:
+    """The path for a session on ``providers``: the device graph on CUDA, the exact path elsewhere.
+
+    ``requested`` (default: $SEGTOOL_PATH, else auto) forces one; VIDEO and LIVE_STREAM keep the
+    exact path (the hair network's feedback channel is computed there).
+    """
+    requested = requested or os.environ.get(PATH_ENV, "auto") or "auto"
+    if requested not in PATHS:
+        raise ProviderError(f"{PATH_ENV}={requested}: choose one of {', '.join(PATHS)}")
+    if graph_buildable is None:
+        from .gpu_graph import onnx_available
+
+        graph_buildable = onnx_available()
+    if requested == "exact":
+        return ExecutionPath("exact", f"asked for ({PATH_ENV}=exact)")
+    if not image_mode:
+        return ExecutionPath("exact", "video and live streams run the exact path")
+    if requested == "device-graph":
+        if not graph_buildable:
+            raise ProviderError(f"{PATH_ENV}=device-graph needs the onnx package (pip install onnx)")
+        return ExecutionPath("device-graph", f"asked for ({PATH_ENV}=device-graph)")
+    if providers[0] != DEVICE_PROVIDERS["cuda"]:
+        return ExecutionPath("exact", f"{_short(providers[0])} runs MediaPipe's exact CPU computation "
+                                      "(the device graph is picked for CUDA only)",
+                             routine=providers[0] == DEVICE_PROVIDERS["cpu"])
+    if not graph_buildable:
+        return ExecutionPath("exact", "CUDA, but the onnx package that builds the device graph is missing "
+                                      "(pip install onnx, or segtool[gpu])")
+    return ExecutionPath("device-graph", "CUDA: normalisation, upsampling and argmax run on the GPU with the network")
+
+
+def _short(provider: str) -> str:
+    return provider.replace("ExecutionProvider", "")
+
+
+def default_batch_size(path: ExecutionPath, providers: Sequence[str]) -> int:
+    """Images per inference call in `segtool image`: batches pay on CUDA, not on CPU (BENCHMARKS.md)."""
+    return DEFAULT_CUDA_BATCH if providers[0] == DEVICE_PROVIDERS["cuda"] else 1
 
 
 # ---- threads --------------------------------------------------------------------------------
@@ -159,18 +225,19 @@ class InferenceSession:
     latency off back-to-back runs, but steals CPU from threads decoding and encoding beside it.
     """
 
-    def __init__(self, model_path: Path, *, device: str = "auto", num_threads: Optional[int] = None,
-                 spin: bool = True):
+    def __init__(self, model_path: Union[Path, bytes], *, device: str = "auto", num_threads: Optional[int] = None,
+                 spin: bool = True, name: Optional[str] = None):
         providers = choose_providers(device)
         keep_freed_memory()  # per-image arrays get reused instead of page-faulted in every call
         if DEVICE_PROVIDERS["cuda"] in providers:
             _preload_cuda_libraries()
         try:
             threads = num_threads or default_threads()
-            self._session = ort.InferenceSession(str(model_path), _session_options(threads, spin),
+            source = model_path if isinstance(model_path, bytes) else str(model_path)
+            self._session = ort.InferenceSession(source, _session_options(threads, spin),
                                                  providers=[_with_options(p) for p in providers])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"{model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
+            raise ModelError(f"{name or model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
         _check_provider_started(device, self._session.get_providers())
         first_input = self._session.get_inputs()[0]
         self._input_name = first_input.name
@@ -186,7 +253,21 @@ class InferenceSession:
         return not isinstance(self.input_shape[0], int) or self.input_shape[0] != 1
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self._output_name], {self._input_name: batch})[0]
+        return self._run([self._output_name], {self._input_name: batch}, len(batch))[0]
+
+    def run_all(self, feeds: dict) -> dict:
+        """Every output by name, for graphs of several inputs and outputs (the device graph)."""
+        names = [output.name for output in self._session.get_outputs()]
+        return dict(zip(names, self._run(names, feeds, len(next(iter(feeds.values()))))))
+
+    def _run(self, names: list, feeds: dict, images: int) -> list:
+        try:
+            return self._session.run(names, feeds)
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime's untyped errors: mostly a failed allocation on the device
+            hint = "; a smaller --batch-size needs less device memory" if images > 1 else ""
+            raise ProviderError(f"{self.providers[0]} could not run {images} image(s): {_first_line(exc)}{hint}") from exc
 
 
 def _session_options(num_threads: int, spin: bool) -> ort.SessionOptions:

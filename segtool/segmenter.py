@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -12,8 +14,8 @@ from .errors import ModelError, UsageError
 from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
 from .postprocess import postprocess, probabilities
-from .preprocess import image_to_tensor
-from .runtime import InferenceSession
+from .preprocess import image_to_tensor, resample_to_model
+from .runtime import ExecutionPath, InferenceSession, choose_path, default_batch_size, usable_cpus
 
 _NO_ROTATION = ImageProcessingOptions()
 
@@ -25,10 +27,13 @@ class ImageSegmenter:
     """
 
     def __init__(self, options: ImageSegmenterOptions, model: registry.ResolvedModel,
-                 session: InferenceSession):
+                 session: InferenceSession, device_graph=None, path: Optional[ExecutionPath] = None):
         self._options = options
         self._model = model
         self._session = session
+        self._device_graph = device_graph  # a gpu_graph.DeviceGraph when the path is device-graph
+        self._path = path or ExecutionPath("exact", "built without a path choice")
+        self._pool: Optional[ThreadPoolExecutor] = None  # segment_batch's CPU stages, made when first needed
         self._last_timestamp: Optional[int] = None
         self._previous_mask: Optional[np.ndarray] = None  # the hair network's fourth channel
         self._worker = _LatestFrameWorker(self._deliver) if _is_live(options) else None
@@ -41,7 +46,9 @@ class ImageSegmenter:
         session = InferenceSession(model.path, device=options.device, num_threads=options.num_threads,
                                    spin=options.busy_wait)
         _check_signature(model, session)
-        return cls(options, model, session)
+        path = choose_path(session.providers, image_mode=options.running_mode is RunningMode.IMAGE)
+        graph = _device_graph(options, model, path) if path.device_graph else None
+        return cls(options, model, session, graph, path)
 
     @classmethod
     def create_from_model_path(cls, model: str) -> "ImageSegmenter":
@@ -64,6 +71,15 @@ class ImageSegmenter:
     @property
     def providers(self) -> list[str]:
         return self._session.providers
+
+    @property
+    def path(self) -> ExecutionPath:
+        """Which computation runs around the network, and why (``segtool info``, ``--verbose``)."""
+        return self._path
+
+    @property
+    def default_batch_size(self) -> int:
+        return default_batch_size(self._path, self.providers)
 
     @property
     def dropped_frames(self) -> int:
@@ -99,6 +115,8 @@ class ImageSegmenter:
     def close(self) -> None:
         if self._worker:
             self._worker.close()
+        if self._pool:
+            self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "ImageSegmenter":
         return self
@@ -110,15 +128,56 @@ class ImageSegmenter:
 
     def _segment_batch(self, images: list, processing: ImageProcessingOptions) -> list[SegmentationResult]:
         rotation = _rotation(processing)
-        frames = [to_rgb8(np.asarray(image)) for image in images]
-        if len(frames) > 1 and not self._session.batchable:
-            return [r for f in frames for r in self._segment_batch([f], processing)]
-        tensors = [self._tensor(f, rotation) for f in frames]
+        prepared = self._map(lambda image: self.prepare(image, rotation), images)
+        outputs = self.run_prepared(prepared)
+        return self._map(lambda pair: self.finish(*pair), list(zip(outputs, prepared)))
+
+    # ---- the three stages of a batch, for callers that run them on threads of their own ----
+    # segment_batch == finish(run_prepared([prepare(image) ...])): pipeline.run_images prepares
+    # and finishes on its --jobs threads and makes one inference call per batch in between.
+
+    def prepare(self, image, rotation_degrees: int = 0) -> "Prepared":
+        """CPU work before inference for one image: its tensor (exact path) or model-size pixels."""
+        frame = to_rgb8(np.asarray(image))
+        if self._device_graph is not None and rotation_degrees == 0:
+            spec = self.spec
+            pixels = resample_to_model(frame, spec.input_size, input_channels=spec.input_channels)
+            return Prepared(pixels, frame.shape[:2], 0, on_device=True)
+        return Prepared(self._tensor(frame, rotation_degrees), frame.shape[:2], rotation_degrees)
+
+    def run_prepared(self, prepared: list) -> list:
+        """One inference call for the whole batch where the model allows (per image size on the device graph)."""
+        outputs: list = [None] * len(prepared)
+        for indices in _groups(prepared, self._session.batchable):
+            group = [prepared[i] for i in indices]
+            for i, output in zip(indices, self._run_group(group)):
+                outputs[i] = output
+        return outputs
+
+    def finish(self, output, prepared: "Prepared") -> SegmentationResult:
+        """CPU work after inference for one image: its masks at the image's size."""
+        if prepared.on_device:
+            confidence, category = output
+            return SegmentationResult(confidence_masks=confidence, category_mask=category)
+        return self._result(output, prepared.image_size, prepared.rotation)
+
+    def _run_group(self, group: list) -> list:
+        if group[0].on_device:
+            return self._device_graph.run([p.tensor for p in group], group[0].image_size)
+        tensors = [p.tensor for p in group]
         # One frame (every segment() call) is a view, not a copy: 4 MB less to move for hair.
         raw = self._session.run(tensors[0][None] if len(tensors) == 1 else np.stack(tensors))
         if self.spec.input_channels == 4 and self._options.running_mode is not RunningMode.IMAGE:
             self._previous_mask = probabilities(raw[-1], self.spec.activation)[1]
-        return [self._result(r, f.shape[:2], rotation) for r, f in zip(raw, frames)]
+        return list(raw)
+
+    def _map(self, function: Callable, items: list) -> list:
+        """``function`` over ``items``, on every usable CPU when there are several (results in order)."""
+        if len(items) < 2 or usable_cpus() < 2:
+            return [function(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="segtool-batch")
+        return list(self._pool.map(function, items))
 
     def _tensor(self, frame: np.ndarray, rotation: int) -> np.ndarray:
         spec = self.spec
@@ -167,6 +226,41 @@ class ImageSegmenter:
                 "timestamps must increase"
             )
         self._last_timestamp = int(timestamp_ms)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image made ready for inference: ``tensor`` is the float tensor, or on the device graph
+    the uint8 model-size pixels; ``image_size`` is the (height, width) its masks come back at."""
+
+    tensor: np.ndarray
+    image_size: tuple
+    rotation: int = 0
+    on_device: bool = False
+
+
+def _groups(prepared: list, batchable: bool) -> list[list[int]]:
+    """Indices that go into one inference call: all of them, one by one for a fixed batch of 1,
+    and on the device graph one call per image size (the graph upsamples to one size a call)."""
+    if not prepared:
+        return []
+    if not batchable:
+        return [[i] for i in range(len(prepared))]
+    groups: dict = {}
+    for i, item in enumerate(prepared):
+        groups.setdefault((item.on_device, item.image_size if item.on_device else None), []).append(i)
+    return list(groups.values())
+
+
+def _device_graph(options: ImageSegmenterOptions, model: registry.ResolvedModel, path: ExecutionPath):
+    from . import gpu_graph
+
+    wanted = gpu_graph.GraphOutputs(confidence=options.output_confidence_masks,
+                                    category=options.output_category_mask)
+    session = InferenceSession(gpu_graph.build(model.path, model.spec, wanted), device=options.device,
+                               num_threads=options.num_threads, spin=options.busy_wait,
+                               name=f"{model.path} (device graph)")
+    return gpu_graph.DeviceGraph(session, wanted)
 
 
 def _is_live(options: ImageSegmenterOptions) -> bool:

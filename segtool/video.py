@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class VideoOutputs:
     frames_dir: Optional[Path] = None
     stem: str = "frame"
     category_mask: bool = False
+    category_preview: bool = False  # also <stem>.<frame>.category-color.png (RGB, to look at)
     confidence_masks: bool = False
     confidence_format: str = "npy"
     effect_options: effects.EffectOptions = field(default_factory=effects.EffectOptions)
@@ -80,11 +82,13 @@ class VideoReport:
 
 
 def frame_file_names(stem: str, index: int, outputs: VideoOutputs) -> dict[str, Path]:
-    """The per-frame contract: <stem>.000001.category.png, <stem>.000001.confidence.npy|exr."""
+    """The per-frame contract: <stem>.000001.category.png, .category-color.png, .confidence.npy|exr."""
     base = f"{stem}.{index:06d}"
     plan = {}
     if outputs.category_mask:
         plan["category"] = outputs.frames_dir / f"{base}.category.png"
+    if outputs.category_preview:
+        plan["category-color"] = outputs.frames_dir / f"{base}.category-color.png"
     if outputs.confidence_masks:
         plan["confidence"] = outputs.frames_dir / f"{base}.confidence.{outputs.confidence_format}"
     return plan
@@ -250,11 +254,8 @@ class Background:
 
 def render(name: str, frame: np.ndarray, result: SegmentationResult, options: effects.EffectOptions) -> np.ndarray:
     """The picture a video named ``name`` gets for this frame."""
-    if name == MASK_VIDEO:
-        # the segmenter's mask as it is (not edge-refined), like the mask files
-        alpha = effects.subject_alpha(result.confidence_masks, options.classes)
-        return (alpha * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-    return effects.composite(name, frame, result.confidence_masks, options)
+    # The mask video is the alpha the composites use (refined unless --no-refine), as --alpha-mask.
+    return effects.composite("alpha" if name == MASK_VIDEO else name, frame, result.confidence_masks, options)
 
 
 class _FrameSink:
@@ -300,7 +301,7 @@ class _FrameSink:
     def _writer(self, name: str, path: Path, picture: np.ndarray) -> sio.VideoWriter:
         if name not in self._writers:
             channels = 1 if picture.ndim == 2 else picture.shape[2]
-            keep_audio = self._outputs.keep_audio and name != MASK_VIDEO
+            keep_audio = self._outputs.keep_audio and name not in (MASK_VIDEO, "alpha")
             writer = sio.VideoWriter(path, width=self._info.width, height=self._info.height, fps=self._info.fps,
                                      channels=channels, audio_from=self._info if keep_audio else None)
             self._writers[name] = self._stack.enter_context(writer)
@@ -390,6 +391,7 @@ class LiveStatus:
     fps: float
     latency_ms: float
     seconds: float
+    stopped_by: Optional[BaseException] = None  # the stop_on exception that ended the run, if any
 
 
 @dataclass(frozen=True)
@@ -418,14 +420,53 @@ class _LiveStats:
             self._latencies.append(latency_ms)
             self._recent.append(time.perf_counter())
 
-    def status(self, dropped: int) -> LiveStatus:
+    def status(self, dropped: int, stopped_by: Optional[BaseException] = None) -> LiveStatus:
         with self._lock:
             recent, latencies = list(self._recent), list(self._latencies)
         span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
         return LiveStatus(self.frames_in, self.frames_out, dropped,
                           fps=(len(recent) - 1) / span if span > 0 else 0.0,
                           latency_ms=float(np.mean(latencies)) if latencies else 0.0,
-                          seconds=time.perf_counter() - self.started)
+                          seconds=time.perf_counter() - self.started, stopped_by=stopped_by)
+
+
+class SignalHold:
+    """Holds back Ctrl-C and SIGTERM, once ``start`` is called, while threads and ffmpeg stop in order.
+
+    A signal whose handler raises one of ``stop_on`` lands in ``held`` instead of in the middle of
+    a join: raised there, it would leave a thread inside onnxruntime while the interpreter exits
+    ("terminate called without an active exception") or an encoder half-finished. Leaving the
+    block restores the handlers. Only the main thread has signal handlers; elsewhere a no-op.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop_on: tuple):
+        self._stop_on = stop_on
+        self._previous: dict = {}
+        self.held: list[BaseException] = []
+
+    def __enter__(self) -> "SignalHold":
+        return self
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return
+        for number in self.SIGNALS:
+            handler = signal.getsignal(number)
+            if callable(handler):  # SIG_DFL / SIG_IGN are left as they are
+                self._previous[number] = handler
+                signal.signal(number, self._hold)
+
+    def _hold(self, number, frame) -> None:
+        try:
+            self._previous[number](number, frame)
+        except self._stop_on as exc:
+            self.held.append(exc)
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: LiveOutputs,
@@ -438,6 +479,8 @@ def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: L
     Frames go to ``segment_async`` as they arrive; when inference falls behind, the newest frame
     wins. The run ends when the source does, a sink closes, or one of ``stop_on`` is raised
     (Ctrl-C, SIGTERM): all three finish the sinks cleanly, so a file output stays playable.
+    The shutdown itself (reader, segmenter thread, rendering thread, in that order) is not
+    interrupted by a further signal; the status's ``stopped_by`` is the first one that arrived.
     """
     stats = _LiveStats()
     smoother = Smoother(outputs.smooth)
@@ -452,16 +495,17 @@ def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: L
                 finished.set()
         stats.delivered(time.perf_counter() * 1000 - origin_ms - timestamp_ms)
 
+    stopped_by = None
     # one result waiting at most: when rendering falls behind, the segmenter drops input frames instead
-    with Background(deliver, depth=1, name="segtool-live-out") as background:
+    with SignalHold(stop_on) as hold, Background(deliver, depth=1, name="segtool-live-out") as background:
         callback = lambda result, frame, timestamp_ms: background.put((result, frame, timestamp_ms))
         live_options = dataclasses.replace(pipeline_options(options), running_mode=RunningMode.LIVE_STREAM,
                                            result_callback=callback)
         create = create_segmenter or _create_segmenter
         with create(live_options) as segmenter:
             last_status = time.perf_counter()
-            try:
-                with contextlib.closing(read_ahead(reader, depth=1)) as captured:
+            with contextlib.closing(read_ahead(reader, depth=1)) as captured:
+                try:
                     for frame in captured:
                         stats.frames_in += 1
                         segmenter.segment_async(frame, clock.stamp(time.perf_counter() * 1000 - origin_ms))
@@ -470,16 +514,20 @@ def run_live(reader: sio.VideoReader, options: ImageSegmenterOptions, outputs: L
                         if time.perf_counter() - last_status >= status_every_s:
                             last_status = time.perf_counter()
                             on_status(stats.status(segmenter.dropped_frames))
-            except stop_on:
-                pass  # a request to stop, not a failure: the sinks finish below
+                except stop_on as exc:
+                    stopped_by = exc  # a request to stop, not a failure: the sinks finish below
+                finally:
+                    hold.start()  # from here on, the reader, segmenter and renderer stop in order
         dropped = segmenter.dropped_frames
-    return stats.status(dropped)
+    return stats.status(dropped, stopped_by or next(iter(hold.held), None))
 
 
 def _live_picture(frame: np.ndarray, result: SegmentationResult, outputs: LiveOutputs) -> np.ndarray:
     if outputs.composite is None:
         return frame
-    return render(outputs.composite, frame, result, outputs.effect_options)
+    picture = render(outputs.composite, frame, result, outputs.effect_options)
+    # Live sinks (a camera device, a preview) take RGB: the alpha mask goes out as grey RGB.
+    return np.repeat(picture[:, :, None], 3, axis=2) if picture.ndim == 2 else picture
 
 
 def _create_segmenter(options: ImageSegmenterOptions):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from segtool import registry
+from segtool.io.ledger import LEDGER_NAME
 
 MODELS_NEEDED = ("selfie.onnx",)
 
@@ -78,5 +79,12 @@ def partial_files(folder: Path) -> list[Path]:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` by relative name, with its bytes."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    """Every file under ``folder`` by relative name, with its bytes; segtool's ledgers left out
+    (they hold modification times, which differ from run to run)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.name != LEDGER_NAME}
+
+
+def visible(folder: Path) -> list[str]:
+    """The names in ``folder`` as `ls` shows them: segtool's hidden ledger left out."""
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))

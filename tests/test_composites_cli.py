@@ -19,6 +19,7 @@ cbook = pytest.importorskip("matplotlib.cbook")
 
 from segtool import effects  # noqa: E402  (after the skips: cv2 is not needed to skip)
 from segtool.io import read_image  # noqa: E402
+from segtool_process import visible  # noqa: E402
 
 EXACT = 1.0 - 1.0 / 512
 NONE = 1.0 / 512
@@ -53,7 +54,7 @@ def inputs(tmp_path_factory) -> Path:
 def refined(inputs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("refined")
     done = segtool("image", "astronaut.png", "grace_hopper.png", "--blur", "--replace-bg", "chroma-green",
-                   "--cutout", "--category-mask", "-o", str(out), cwd=inputs)
+                   "--cutout", "--alpha-mask", "--category-mask", "-o", str(out), cwd=inputs)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -62,7 +63,7 @@ def refined(inputs, tmp_path_factory) -> Path:
 def unrefined(inputs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("unrefined")
     done = segtool("image", "astronaut.png", "grace_hopper.png", "--cutout", "--replace-bg", "#00b140",
-                   "--no-refine", "-o", str(out), cwd=inputs)
+                   "--alpha-mask", "--no-refine", "-o", str(out), cwd=inputs)
     assert done.returncode == 0, done.stderr
     return out
 
@@ -76,7 +77,7 @@ def subject_and_alpha(inputs: Path, out: Path, stem: str, refine: bool):
 
 def test_composites_are_named_by_the_contract(refined):
     for stem in ("astronaut", "grace_hopper"):
-        for name in ("blur.png", "replace.png", "cutout.png", "category.png", "confidence.npy"):
+        for name in ("blur.png", "replace.png", "cutout.png", "alpha.png", "category.png", "confidence.npy"):
             assert (refined / f"{stem}.{name}").is_file(), name
 
 
@@ -90,7 +91,7 @@ def test_composite_format(inputs, tmp_path, fmt, expected):
     done = segtool("image", "coffee.jpg", "--blur", "--cutout", "--no-confidence-masks", "-o", str(tmp_path),
                    *extra, cwd=inputs)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"coffee.{n}{e}" for n, e in expected.items())
+    assert visible(tmp_path) == sorted(f"coffee.{n}{e}" for n, e in expected.items())
     cutout = imread(tmp_path / f"coffee.cutout{expected['cutout']}")
     assert cutout.shape[2] == 4
 
@@ -111,8 +112,42 @@ def test_cutout_alpha_is_the_subject_confidence(inputs, refined, unrefined, stem
     out = refined if refine else unrefined
     image, alpha = subject_and_alpha(inputs, out, stem, refine)
     cutout = imread(out / f"{stem}.cutout.png")
-    np.testing.assert_array_equal(cutout[:, :, :3], image)
     assert np.abs(cutout[:, :, 3] / 255.0 - alpha).max() <= 0.5 / 255 + 1e-6
+    # The photo's colours where the cut-out is opaque or clear; at the edge, refined, the subject's
+    # estimated own colour; unrefined, the photo's everywhere.
+    sure = (alpha == 0) | (alpha == 1) if refine else np.ones(alpha.shape, bool)
+    np.testing.assert_array_equal(cutout[:, :, :3][sure], image[sure])
+
+
+@pytest.mark.parametrize("refine", [True, False])
+@pytest.mark.parametrize("stem", ["astronaut", "grace_hopper"])
+def test_alpha_mask_is_the_cutouts_alpha_as_a_grey_png(refined, unrefined, stem, refine):
+    from PIL import Image
+
+    out = refined if refine else unrefined
+    with Image.open(out / f"{stem}.alpha.png") as mask:
+        assert mask.mode == "L" and mask.format == "PNG"  # 8-bit, one channel: what compositors load
+        pixels = np.asarray(mask)
+    np.testing.assert_array_equal(pixels, imread(out / f"{stem}.cutout.png")[:, :, 3])
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+@pytest.mark.parametrize("stem", ["astronaut", "grace_hopper"])
+def test_the_replaced_background_is_the_alpha_masks_blend(inputs, refined, unrefined, stem):
+    """Where the alpha mask is 0 the backdrop shows, where it is 255 the photo: for both modes."""
+    for out in (refined, unrefined):
+        image = read_image(inputs / f"{stem}.png")
+        mask = imread(out / f"{stem}.alpha.png")
+        picture = imread(out / f"{stem}.replace.png")
+        np.testing.assert_array_equal(picture[mask == 255], image[mask == 255])
+        assert (picture[mask == 0] == GREEN).all()
+
+
+def test_refined_alpha_is_sharper_than_the_models(refined, unrefined):
+    """The refined mask has a narrower uncertain band than the model's upsampled ramp."""
+    for stem in ("astronaut", "grace_hopper"):
+        partial = [((imread(out / f"{stem}.alpha.png") % 255) != 0).sum() for out in (refined, unrefined)]
+        assert partial[0] < 0.7 * partial[1]
 
 
 @pytest.mark.parametrize("refine", [True, False])

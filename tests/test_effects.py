@@ -111,13 +111,19 @@ def test_backdrop_is_resized_once_per_frame_size():
 # ---- cut-out ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("refine", [True, False])
-def test_cutout_alpha_is_the_confidence_and_colours_are_untouched(photo, refine):
+def test_cutout_alpha_is_the_alpha_mask_and_only_edge_colours_change(photo, refine):
     image, subject = photo
     out = effects.render("cutout", image, as_masks(subject), options(refine))
+    mask = effects.render("alpha", image, as_masks(subject), options(refine))
     assert out.shape == (*image.shape[:2], 4) and out.dtype == np.uint8
-    np.testing.assert_array_equal(out[:, :, :3], image)
+    assert mask.shape == image.shape[:2] and mask.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, :, 3], mask)
     expected = used_alpha(subject, image, refine)
-    assert np.abs(out[:, :, 3] / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(mask / 255.0 - expected).max() <= 0.5 / 255 + 1e-6
+    # Colours are the photo's wherever the cut-out is opaque or clear; only partial pixels get
+    # the estimated foreground colour, and only when refining.
+    sure = (expected == 0.0) | (expected == 1.0) if refine else np.ones(subject.shape, bool)
+    np.testing.assert_array_equal(out[:, :, :3][sure], image[sure])
 
 
 # ---- hair recolouring ---------------------------------------------------------------------------
@@ -213,40 +219,46 @@ def pasted_scene(height: int, width: int):
 def test_refinement_moves_the_edge_toward_the_true_one(size):
     image, truth, coarse = pasted_scene(*size)
     edge = cv2.dilate(((coarse > 0.01) & (coarse < 0.99)).astype(np.uint8), np.ones((9, 9))).astype(bool)
-    before = np.abs(coarse - truth)[edge].mean()
-    after = np.abs(effects.refine_alpha(coarse, image) - truth)[edge].mean()
-    assert after < 0.9 * before
+    before = np.abs(coarse - truth)[edge]
+    after = np.abs(effects.refine_alpha(coarse, image) - truth)[edge]
+    assert after.mean() < 0.8 * before.mean()
+    halo = edge & (truth == 0)
+    assert np.maximum(effects.refine_alpha(coarse, image) - truth, 0)[halo].mean() < 0.75 * before[halo[edge]].mean()
 
 
-def test_refinement_keeps_confident_regions_exactly(photo):
+def test_refinement_makes_confident_regions_sure(photo):
     image, subject = photo
     refined = effects.refine_alpha(subject, image)
     assert refined.dtype == np.float32 and refined.shape == subject.shape
     assert 0.0 <= refined.min() and refined.max() <= 1.0
-    far = cv2.erode(((subject < 1e-4) | (subject > 1 - 1e-4)).astype(np.uint8), np.ones((61, 61))).astype(bool)
+    far = cv2.erode(((subject < 0.02) | (subject > 0.98)).astype(np.uint8), np.ones((61, 61))).astype(bool)
     assert far.mean() > 0.1
-    # Tiles without an edge are not touched; inside edge tiles the filter of a flat mask is flat.
-    np.testing.assert_allclose(refined[far], subject[far], atol=1e-5)
+    # Far from the edge the model's decision stands, as exactly 0 or 1: no faint veil or hole.
+    np.testing.assert_array_equal(refined[far], (subject[far] > 0.5).astype(np.float32))
+    partial = (refined > 0) & (refined < 1)
+    soft = (subject > 0.02) & (subject < 0.98)
+    assert partial.sum() < soft.sum()  # the uncertain band is narrower than the model's ramp
 
 
 def test_refinement_tiles_agree_with_a_whole_frame_guided_filter():
-    """The tiled, edge-only application equals a plain float64 fast guided filter near the edge."""
+    """The tiled, edge-only application equals a plain float64 fast guided filter of the cut mask."""
     image = cv2.resize(skimage_data.astronaut(), (700, 500))
     subject = model_like_mask(image.shape[:2])
-    refined = effects.refine_alpha(subject, image, cell=3, eps=1e-4)
-    reference = _reference_fast_guided_filter(subject, image, cell=3, eps=1e-4)
-    edge = (subject > 0.02) & (subject < 0.98)
-    assert np.abs(refined - reference)[edge].max() < 2e-3
+    refined = effects.refine_alpha(subject, image, cell=3, radius=2, eps=1e-3, sharpen=4.0)
+    reference = _reference_fast_guided_filter((subject > 0.5).astype(np.float32), image, cell=3, radius=2,
+                                              eps=1e-3)
+    reference = np.clip((reference - 0.5) * 4.0 + 0.5, 0, 1)
+    assert np.abs(refined - reference).max() < 2e-3
 
 
-def _reference_fast_guided_filter(alpha, image, cell, eps):
+def _reference_fast_guided_filter(alpha, image, cell, radius, eps):
     height, width = alpha.shape
     small = (-(-width // cell), -(-height // cell))
     guide = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float64) / 255
     mask = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA).astype(np.float64)
 
     def box(x):
-        return cv2.boxFilter(x, -1, (3, 3), borderType=cv2.BORDER_REFLECT)
+        return cv2.boxFilter(x, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
     mean_i, mean_p = box(guide), box(mask)
     cov_ip = box(guide * mask[..., None]) - mean_i * mean_p[..., None]
@@ -258,7 +270,42 @@ def _reference_fast_guided_filter(alpha, image, cell, eps):
     b = mean_p - (a * mean_i).sum(-1)
     a = cv2.resize(box(a), (width, height), interpolation=cv2.INTER_LINEAR)
     b = cv2.resize(box(b), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip((a * image / 255.0).sum(-1) + b, 0, 1)
+    return (a * image / 255.0).sum(-1) + b
+
+
+# ---- foreground colours -------------------------------------------------------------------------
+
+def test_foreground_estimate_takes_the_old_background_out_of_the_edge():
+    """Red subject on blue, a soft edge: the fringe is purple-blue; estimated, it is red.
+
+    Pixels of the edge that already look more like the subject than the background are kept.
+    """
+    _, mask = red_on_blue(1024)
+    soft = cv2.GaussianBlur(mask, (0, 0), 4.0)  # about one model pixel (4 px at 1024)
+    mixed = (soft[:, :, None] * [255, 0, 0] + (1 - soft[:, :, None]) * [0, 0, 255] + 0.5).astype(np.uint8)
+    estimated = effects.estimate_foreground(mixed, soft)
+    fringe = (soft > 0.05) & (soft < 0.45)
+    assert fringe.sum() > 1000
+    assert mixed[fringe][:, 2].mean() > 140  # the fringe really is bluish before
+    assert estimated[fringe][:, 2].mean() < 0.1 * mixed[fringe][:, 2].mean()
+    assert estimated[fringe][:, 0].min() > 200
+    kept = (soft == 0) | (soft >= 0.55)
+    np.testing.assert_array_equal(estimated[kept], mixed[kept])
+
+
+@pytest.mark.parametrize("name", ["replace", "cutout"])
+def test_replace_and_cutout_use_the_foreground_estimate_when_refining(name):
+    image = skimage_data.astronaut()
+    masks = as_masks(model_like_mask(image.shape[:2]))
+    opts = options(True)
+    alpha = effects.composite_alpha(image, masks, opts, name)
+    foreground = effects.estimate_foreground(image, alpha)
+    assert (foreground != image).any()
+    if name == "cutout":
+        expected = effects.cut_out(foreground, alpha)
+    else:
+        expected = effects.replace_background(foreground, alpha, opts.backdrop)
+    np.testing.assert_array_equal(effects.render(name, image, masks, opts), expected)
 
 
 # ---- the interface ------------------------------------------------------------------------------

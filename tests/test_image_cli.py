@@ -11,6 +11,7 @@ from PIL import Image
 
 from segtool import ImageSegmenter, ImageSegmenterOptions
 from segtool.io import read_exr
+from segtool_process import visible
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 
@@ -37,13 +38,13 @@ def photos(tmp_path_factory):
 
 def category_png(path) -> np.ndarray:
     image = Image.open(path)
-    assert image.mode == "P", "category masks are palette PNGs whose values are the indices"
+    assert image.mode == "L", "category masks are plain 8-bit PNGs whose values are the indices"
     return np.asarray(image)
 
 
 def test_default_writes_confidence_npy_matching_the_api(photos, tmp_path):
     segtool("image", photos / "astronaut.png", "-o", tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.confidence.npy"]
+    assert visible(tmp_path) == ["astronaut.confidence.npy"]
     masks = np.load(tmp_path / "astronaut.confidence.npy")
     assert masks.dtype == np.float32 and masks.shape == (2, 512, 512)
     np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-6)
@@ -88,4 +89,4 @@ def test_folders_recurse_and_keep_their_layout(photos, tmp_path):
 def test_paths_on_stdin(photos, tmp_path):
     listing = f"{photos / 'astronaut.png'}\n{photos / 'grace hopper.jpg'}\n"
     segtool("image", "-", "--category-mask", "--no-confidence-masks", "-o", tmp_path, stdin=listing)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.category.png", "grace hopper.category.png"]
+    assert visible(tmp_path) == ["astronaut.category.png", "grace hopper.category.png"]

@@ -93,19 +93,22 @@ def phone_photos(tmp_path):
     return folder, upright
 
 
-COMPOSITE_FLAGS = ["--blur", "--replace-bg", "green", "--cutout", "--recolor-hair", "red", "--classes", "person"]
+COMPOSITE_FLAGS = ["--blur", "--replace-bg", "green", "--cutout", "--recolor-hair", "red", "--classes", "person",
+                   "--alpha-mask"]
 
 
-def test_composites_keep_profile_and_exif_with_orientation_reset(phone_photos, tmp_path, model_env):
+@pytest.mark.parametrize("engine", [[], ["--batch-size", "3"]], ids=["one-by-one", "batched"])
+def test_composites_keep_profile_and_exif_with_orientation_reset(phone_photos, tmp_path, model_env, engine):
     folder, upright = phone_photos
     out = tmp_path / "out"
-    done = run_segtool(["image", folder, "--category-mask", *COMPOSITE_FLAGS, "-o", out], model_env)
+    done = run_segtool(["image", folder, "--category-mask", *COMPOSITE_FLAGS, *engine, "-o", out], model_env)
     assert done.returncode == 0, done.stderr.decode()
     for stem, ext in (("jpeg", ".jpg"), ("png", ".png"), ("webp", ".webp"), ("tiff", ".tif")):
         for composite in ("blur", "replace", "recolor"):
             assert_keeps_the_facts(out / f"{stem}.{composite}{ext}", upright.shape)
         assert_keeps_the_facts(out / f"{stem}.cutout.png", upright.shape)
         assert_plain(out / f"{stem}.category.png")
+        assert_plain(out / f"{stem}.alpha.png")
         assert read_image(out / f"{stem}.blur{ext}").shape == upright.shape
 
 

@@ -1,5 +1,10 @@
-"""Property-based tests of the numeric stages: shapes, ranges and channel counts for any input."""
+"""Property-based tests: the numeric stages (shapes, ranges and channel counts for any input),
+and the real CLI with arbitrary option values and odd paths (never a traceback, a hang, an
+unknown exit status or a partial file)."""
 from __future__ import annotations
+
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -156,3 +161,83 @@ def test_rotation_turns_the_mask_back(height, width, rotation):
     confidence, _ = postprocess.postprocess(np.ascontiguousarray(turned), activation="none",
                                             image_size=(height, width), rotation_degrees=rotation)
     assert np.allclose(confidence[1], probability[..., 0])
+
+
+# ---- the real CLI with arbitrary option values and odd paths ----------------------------------
+
+# subprocesses are slow and CI has 2 cores: a few dozen examples, the same ones every run
+CLI = settings(max_examples=30, deadline=None, derandomize=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+# What a person (or a script with a bug) might type for a value: numbers of every kind, words,
+# empty strings, unicode digits; never NUL, which no command line can hold.
+_typed = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-10**12, 10**12).map(str),
+    st.sampled_from(["", "nan", "inf", "-inf", "1e999", "0", "1", "0.05", "20000", "0x10", " 1", "١", "red",
+                     "#00b140", "0,177,64", "hair", "person,background", "png", "jpg", "webp", "npy", "exr",
+                     "selfie", "deeplab", "hair", "cuda", "cpu", "fr", "-", "--blur"]),
+    _typed,
+)
+IMAGE_OPTIONS = ["--blur-strength", "--threads", "-j", "--max-pixels", "--replace-bg", "--recolor-hair",
+                 "--classes", "--composite-format", "--confidence-format", "--model", "--device", "--locale"]
+VIDEO_OPTIONS = ["--blur-strength", "--threads", "--smooth", "--replace-bg", "--classes", "--model",
+                 "--confidence-format", "--mask-video"]
+IMAGE_FLAGS = ["--blur", "--cutout", "--category-mask", "--no-confidence-masks", "--skip-existing", "--json",
+               "-r", "--no-refine", "-q"]
+VIDEO_FLAGS = ["--blur", "--cutout", "--alpha", "--category-mask", "--confidence-masks", "--no-audio", "-q"]
+# File names that have broken tools: spaces, a leading dash, non-ASCII, bytes that are not UTF-8.
+NAMES = st.sampled_from(["a b", "-dash", "café", "日本", os.fsdecode(b"bad\xff"), ".hidden", "x" * 120, "a.jpg.png"])
+OUTPUTS = st.sampled_from(["out", "out/", "in", "file.txt/out", "out.mp4", "out.gif", "deep/er/out"])
+
+
+@st.composite
+def command_lines(draw):
+    command = draw(st.sampled_from(["image", "image", "image", "video"]))
+    options, flags = (IMAGE_OPTIONS, IMAGE_FLAGS) if command == "image" else (VIDEO_OPTIONS, VIDEO_FLAGS)
+    args = []
+    for option in draw(st.lists(st.sampled_from(options), max_size=4, unique=True)):
+        args += [option, draw(VALUES)]
+    args += draw(st.lists(st.sampled_from(flags), max_size=3, unique=True))
+    return command, draw(NAMES), draw(st.sampled_from(["picture", "missing", "folder", "text"])), args, draw(OUTPUTS)
+
+
+def _input(folder, kind: str, name: str, command: str):
+    import badinput_corpus as corpus
+    from clips import make_clip
+
+    path = folder / "in" / (name + (".mp4" if command == "video" else ".png"))
+    path.parent.mkdir(exist_ok=True)
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("not a picture\n")
+    elif kind == "picture" and command == "video":
+        make_clip(path, size=(64, 48), frames=3, audio=False)
+    elif kind == "picture":
+        path.write_bytes(corpus.png(corpus.chelsea()[::8, ::8]))
+    return path
+
+
+@CLI
+@given(command_lines())
+def test_the_cli_never_crashes_hangs_or_leaves_partial_files(model_env, line):
+    import tempfile
+    from pathlib import Path
+
+    from segtool_process import partial_files, run_segtool
+
+    command, name, kind, args, output = line
+    with tempfile.TemporaryDirectory(prefix="segtool-cli-") as work:
+        folder = Path(work)
+        (folder / "file.txt").write_text("a regular file where a folder is wanted\n")
+        source = _input(folder, kind, name, command)
+        result = run_segtool([command, source, *args, "-o", output], model_env, cwd=folder, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        stderr = os.fsdecode(result.stderr)
+        assert "Traceback" not in stderr, stderr
+        assert result.returncode in (0, 1, 2), stderr
+        assert not partial_files(folder)
+        if result.returncode != 0:  # one line says why, naming what is wrong
+            assert stderr.strip(), "a failure with nothing on stderr"

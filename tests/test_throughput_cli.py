@@ -23,7 +23,7 @@ from PIL import Image
 
 from segtool import pipeline
 from segtool.io import InputItem
-from segtool_process import run_segtool, segtool_command, snapshot, stderr_lines
+from segtool_process import run_segtool, segtool_command, snapshot, stderr_lines, visible
 
 
 def _picture(index: int, size=(72, 96)) -> Image.Image:
@@ -96,13 +96,13 @@ def test_skip_existing_redoes_only_what_is_missing(tmp_path, folder, model_env):
     args = ["image", folder, "-o", out, "--category-mask", "--json", "-q", "-j", "2"]
     run_segtool(args, model_env)
     (out / "a0.category.png").unlink()
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    before = {name: (out / name).stat().st_mtime_ns for name in visible(out)}
     result = run_segtool([*args, "--skip-existing"], model_env)
     lines = {Path(line["input"]).name: line for line in _json_lines(result)}
     assert not lines["a0.png"]["skipped"] and lines["a0.png"]["ok"]
     assert all(lines[n]["skipped"] for n in ("b1.jpg", "a2.png", "b3.jpg", "a4.png", "b5.jpg"))
     assert not lines["c_broken.jpg"]["ok"]  # no outputs to find: tried again, fails again
-    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    after = {name: (out / name).stat().st_mtime_ns for name in visible(out)}
     assert {n: t for n, t in after.items() if n in before and not n.startswith("a0.")} == \
            {n: t for n, t in before.items() if not n.startswith("a0.")}  # skipped files untouched
     assert (out / "a0.category.png").is_file()

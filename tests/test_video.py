@@ -19,7 +19,7 @@ from segtool.io.video import parse_header, parse_rate
 from segtool.options import SegmentationResult
 from segtool.video import (MASK_VIDEO, QUEUE_DEPTH, Smoother, StrictClock, VideoOutputs, run_video,
                            smooth_confidence)
-from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, stderr_lines
+from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, stderr_lines, visible
 
 FRAMES = 45  # 1.5 s at 30 fps
 
@@ -206,7 +206,7 @@ def test_pipeline_keeps_rate_size_frames_audio_and_the_mask_follows(tmp_path, cl
     blur, mask = facts(tmp_path / "blur.mp4"), facts(tmp_path / "mask.mp4")
     assert (blur["size"], blur["fps"], blur["audio"]) == ((320, 240), 30.0, "aac")
     assert mask["audio"] is None and count_frames(tmp_path / "blur.mp4") == count_frames(tmp_path / "mask.mp4") == FRAMES
-    names = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    names = visible(tmp_path / "masks")
     assert names[0] == "talk.000001.category.png" and names[-1] == f"talk.{FRAMES:06d}.category.png"
     assert len(names) == FRAMES == report.frame_files
     subject_width = round(240 * 0.8 * 270 / 450)
@@ -310,9 +310,9 @@ def test_command_mask_video_follows_the_person(tmp_path, clip, model_env):
 
 def test_command_per_frame_masks_and_alpha(tmp_path, clip, model_env):
     result = run_segtool(["video", clip, "--category-mask", "--confidence-masks", "--alpha",
-                          "-o", tmp_path / "out"], model_env)
+                          "-o", f"{tmp_path / 'out'}/"], model_env)
     assert result.returncode == 0, result.stderr
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = visible(tmp_path / "out")
     assert names.count("talk.000001.category.png") == 1 and "talk.000045.confidence.npy" in names
     assert len(names) == 2 * FRAMES + 1 and "talk.cutout.webm" in names
     assert facts(tmp_path / "out" / "talk.cutout.webm")["alpha"]
@@ -364,7 +364,7 @@ def test_command_usage_errors(tmp_path, clip, model_env, args, message):
 def test_command_stopped_midway_leaves_nothing(tmp_path, model_env, stop, code):
     source = make_clip(tmp_path / "long.mp4", frames=600, audio=False)
     out = tmp_path / "out"
-    process = subprocess.Popen(segtool_command() + ["video", str(source), "--blur", "-o", str(out)],
+    process = subprocess.Popen(segtool_command() + ["video", str(source), "--blur", "-o", f"{out}/"],
                                env=model_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not partial_files(tmp_path) and time.monotonic() < deadline and process.poll() is None:
@@ -372,7 +372,7 @@ def test_command_stopped_midway_leaves_nothing(tmp_path, model_env, stop, code):
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
-    assert not out.exists() or not list(out.iterdir())
+    assert not out.exists() or not visible(out)
     assert not partial_files(tmp_path)
 
 

@@ -1,11 +1,13 @@
 """`segtool webcam`: LIVE_STREAM mode from any ffmpeg input (a file, a lavfi graph), no camera needed."""
 from __future__ import annotations
 
+import random
 import re
 import signal
 import subprocess
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,28 +155,75 @@ def test_command_file_source_to_file(tmp_path, clip, model_env):
     assert delivered >= 5 and delivered - 3 <= count_frames(out) <= 60
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_stopping_leaves_a_playable_file(tmp_path, model_env, stop):
+def start_webcam(out: Path, env, source: str = TESTSRC) -> subprocess.Popen:
+    return subprocess.Popen(segtool_command() + ["webcam", "--source", source, "--blur", "-o", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_output(folder: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not partial_files(folder) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
+def test_stopping_leaves_a_playable_file(tmp_path, model_env, stop, code):
+    # Ctrl-C is how a live run ends (exit 0); SIGTERM finishes the file too but says so (143)
     out = tmp_path / "live.mkv"
-    process = subprocess.Popen(segtool_command() + ["webcam", "--source", TESTSRC, "--blur", "-o", str(out)],
-                               env=model_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not partial_files(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    process = start_webcam(out, model_env)
+    wait_for_output(tmp_path)
     time.sleep(1.5)  # some frames through
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    assert process.returncode == code, stderr
     assert count_frames(out) > 5 and not partial_files(tmp_path)
-    assert "frames in" in stderr.decode()
+    lines = stderr.decode().splitlines()
+    assert "frames in" in lines[0] and lines[1:] == ([] if code == 0 else ["segtool: terminated"])
+
+
+def test_signals_at_random_moments_shut_down_in_order(tmp_path, model_env):
+    # Threads (capture, inference, rendering) and ffmpeg children stop in order whenever the
+    # signal lands: never "terminate called without an active exception", never a broken file.
+    rng = random.Random(20261201)
+    for attempt in range(6):
+        out = tmp_path / f"live{attempt}.mp4"
+        process = start_webcam(out, model_env, "lavfi:testsrc2=size=640x360:rate=30")
+        if attempt % 2:
+            wait_for_output(tmp_path)  # while frames flow; the others while it starts up (imports,
+        # model loading, ffmpeg), though not in Python's own start-up before segtool's code runs
+        time.sleep(rng.uniform(0.25, 2.0))
+        for _ in range(1 + attempt % 3):  # an impatient user presses Ctrl-C more than once
+            process.send_signal(signal.SIGINT)
+            time.sleep(rng.uniform(0.0, 0.2))
+        _, stderr = process.communicate(timeout=60)
+        text = stderr.decode()
+        assert "terminate called" not in text and "Traceback" not in text and "Exception ignored" not in text
+        assert process.returncode in (0, 130), text
+        assert not partial_files(tmp_path)
+        if process.returncode == 0:  # stopped after it started: the file plays
+            assert "frames in" in text and count_frames(out) >= 1
+        else:  # stopped while starting: nothing was written
+            assert text.strip().splitlines()[-1] == "segtool: interrupted" and not out.exists()
 
 
 @pytest.mark.parametrize("args, message", [
     (["--blur", "--preview"], "no display"),
     (["--blur", "--replace-bg", "red", "-o", "x.mp4"], "one effect"),
     (["-o", "x.mp4"], "one effect"),
+    (["--blur", "-o", "x.gif"], "unknown video format '.gif'"),
+    (["--blur", "--jobs", "2", "-o", "x.mp4"], "No such option '--jobs'"),
+    (["--blur", "--smooth", "inf", "-o", "x.mp4"], "--smooth"),
 ])
 def test_command_usage_errors(tmp_path, model_env, args, message):
     env = {k: v for k, v in model_env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     result = run_segtool(["webcam", "--source", TESTSRC + ":duration=1", *args], env, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr.decode()
+    assert not list(tmp_path.glob("x.*")) and not partial_files(tmp_path)  # refused before any work
+
+
+def test_help_lists_only_what_a_live_feed_does(model_env):
+    result = run_segtool(["webcam", "--help"], model_env)
+    text = result.stdout.decode()
+    assert result.returncode == 0 and "--blur" in text and "--cutout" in text
+    for image_only in ("<stem>", "--jobs", "--composite-format", "--skip-existing", "--category-mask"):
+        assert image_only not in text

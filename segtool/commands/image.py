@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from .options import (composite_options, jobs_option, mask_options, model_options, output_dir_option,
-                      strip_metadata_option)
+                      palette_option, strip_metadata_option)
 from .report import Reporter, progress
 
 
@@ -14,6 +14,7 @@ from .report import Reporter, progress
 @click.argument("inputs", nargs=-1, required=True)
 @model_options
 @mask_options
+@palette_option
 @composite_options
 @strip_metadata_option
 @output_dir_option
@@ -23,54 +24,87 @@ from .report import Reporter, progress
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose outputs all exist (resume a run).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Refuse images larger than this many pixels before decoding them.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_BATCH_SIZE",
+              help="Images per inference call (default: 16 on CUDA, 1 on CPU, where batches do not pay).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, strip_metadata, out_dir, jobs, recursive, null_separated,
-          skip_existing, max_pixels, as_json, quiet, verbose):
+          confidence_format, palette, composite, strip_metadata, out_dir, jobs, recursive, null_separated,
+          skip_existing, max_pixels, batch_size, as_json, quiet, verbose):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
     Outputs in the --output folder, per input <stem>:
-      <stem>.category.png        uint8, value = category index (--category-mask)
+      <stem>.category.png        uint8 grey, value = category index (--category-mask)
+      <stem>.category-color.png  RGB, one colour per category, to look at (--palette)
       <stem>.confidence.npy      float32 (C, H, W), channels in label order
       <stem>.confidence.exr      one float channel per category, named by label
       <stem>.blur.<ext>          background blurred, subject sharp (--blur)
       <stem>.replace.<ext>       background replaced (--replace-bg IMAGE|COLOR)
       <stem>.cutout.png          RGBA, alpha = subject confidence (--cutout)
       <stem>.recolor.<ext>       hair tinted, shading kept (--recolor-hair COLOR)
-    <ext> is the input's unless --composite-format says otherwise. Composites keep the
-    input's colour profile and EXIF (orientation reset to 1) unless --strip-metadata.
+      <stem>.alpha.png           8-bit grey: the composites' alpha (--alpha-mask)
+    <ext> is the input's unless --composite-format says otherwise. Folder inputs give every
+    image the decoder reads, never segtool's own outputs. A file segtool did not write is
+    never overwritten: that input fails with one line.
+    Composites keep the input's colour profile and EXIF (orientation reset to 1) unless
+    --strip-metadata.
     """
     from .. import io as sio
+    from ..errors import InputError
     from ..options import ImageSegmenterOptions
     from ..pipeline import ImageOutputs, run_images
     from ..runtime import default_jobs, default_threads
     from ..segmenter import ImageSegmenter
 
     composites = composite.names
+    category_mask = category_mask or palette
     if not (category_mask or confidence_masks or composites):
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
     jobs = jobs or default_jobs()
+    # Batches make one inference call at a time, which gets every core; single images share them.
+    threads = threads or default_threads(1 if (batch_size or 1) > 1 else jobs)
     options = ImageSegmenterOptions(
         model=model, output_category_mask=category_mask,
         output_confidence_masks=confidence_masks or bool(composites),
-        display_names_locale=display_names_locale, device=device, num_threads=threads or default_threads(jobs),
+        display_names_locale=display_names_locale, device=device, num_threads=threads,
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
-    items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated))
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
+    items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
+                                   out_dir=Path(out_dir), on_empty=_say))
+    if not items:
+        raise InputError("no input found: no paths on stdin" if inputs == ("-",) else
+                         "no input found; nothing to segment")
     with ImageSegmenter.create_from_options(options) as segmenter:
+        batch_size = batch_size or segmenter.default_batch_size
+        if verbose and not segmenter.path.routine:  # a GPU run, or a path asked for by name
+            path = segmenter.path
+            click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
+                       f"batch size {batch_size}, {jobs} jobs", err=True)
         outputs = ImageOutputs(
-            out_dir=Path(out_dir), category_mask=category_mask, confidence_masks=confidence_masks,
+            out_dir=Path(out_dir), category_mask=category_mask, category_preview=palette,
+            confidence_masks=confidence_masks,
             confidence_format=confidence_format, composites=composites,
             effect_options=composite.effect_options(segmenter.labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
+            protected=_identities([i.path for i in items] + [composite.backdrop]),
             keep_metadata=not strip_metadata,
         )
         sio.ensure_dir(outputs.out_dir)
         with progress(reporter, len(items), "segmenting"):
-            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs)
+            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
     raise SystemExit(reporter.summary())
+
+
+def _say(line: str) -> None:
+    click.echo(f"segtool: {line}", err=True)
+
+
+def _identities(paths) -> frozenset:
+    """(device, inode) of each file in ``paths``: what this run reads, so never overwrites."""
+    from ..io import file_identity
+
+    return frozenset(filter(None, (file_identity(p) for p in paths if isinstance(p, Path))))

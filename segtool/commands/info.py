@@ -13,10 +13,12 @@ def info():
     import onnxruntime
 
     from .. import __version__, registry
-    from ..runtime import (DEVICE_PROVIDERS, available_devices, available_providers, choose_providers,
-                           default_jobs, default_threads, physical_cores, usable_cpus)
+    from ..runtime import (DEVICE_PROVIDERS, available_devices, available_providers, choose_path,
+                           choose_providers, default_batch_size, default_jobs, default_threads,
+                           physical_cores, usable_cpus)
 
     auto = choose_providers("auto")[0]
+    path = choose_path(choose_providers("auto"))
     rows = [
         ("segtool", __version__),
         ("python", f"{platform.python_version()} ({platform.machine()})"),
@@ -25,6 +27,8 @@ def info():
         ("providers", ", ".join(available_providers())),
         ("devices", ", ".join(available_devices())),
         ("auto picks", next(name for name, provider in DEVICE_PROVIDERS.items() if provider == auto)),
+        ("auto path", f"{path.name}: {path.reason}"),
+        ("batch size", f"{default_batch_size(path, [auto])} per inference call in `segtool image` (--batch-size)"),
         ("cpus", f"{usable_cpus()} usable, {physical_cores()} physical cores"),
         ("threads", f"{default_threads()} per segmenter; `segtool image`: {default_jobs()} jobs x "
                     f"{default_threads(default_jobs())} threads"),
@@ -36,8 +40,10 @@ def info():
     for name in registry.load_manifest():
         try:
             click.echo(f"{'model':<12} {name:<17} {registry.locate(name).path}")
-        except registry.ModelError:
+        except registry.ModelNotInstalledError:
             click.echo(f"{'model':<12} {name:<17} not installed (segtool models install {name})")
+        except registry.ModelError as exc:
+            click.echo(f"{'model':<12} {name:<17} damaged: {exc}")
 
 
 def _build(onnxruntime) -> str:

@@ -19,14 +19,20 @@ def _human_size(path) -> str:
 
 
 def _where(name):
-    """(installed?, path or None, the spec with installed facts) for one model."""
+    """(state, path or None, the spec with installed facts, problem) for one model.
+
+    state: "bundled", "yes", "no" (not installed) or "damaged" (problem says why).
+    """
     from .. import registry
 
+    spec = registry.spec_for(name)
     try:
         model = registry.locate(name)
-        return True, model.path, model.spec
     except registry.ModelNotInstalledError:
-        return False, None, registry.spec_for(name)
+        return "no", None, spec, ""
+    except registry.ModelError as exc:
+        return "damaged", registry.installed_path(spec), spec, str(exc)
+    return "bundled" if spec.bundled else "yes", model.path, model.spec, ""
 
 
 @models.command("list")
@@ -37,13 +43,16 @@ def list_models():
 
     from .. import registry
 
-    table = Table("name", "input", "categories", "installed", "size", "source")
+    table = Table("name", "input (H x W x C)", "categories", "installed", "size", "source")
     for name in registry.load_manifest():
-        installed, path, spec = _where(name)
-        state = "bundled" if spec.bundled and installed else ("yes" if installed else "no")
-        table.add_row(name, f"{spec.input_width}x{spec.input_height}x{spec.input_channels}",
-                      str(len(spec.labels)), state, _human_size(path) if path else "-", spec.source_file)
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+        state, path, spec, _ = _where(name)
+        table.add_row(name, f"{spec.input_height}x{spec.input_width}x{spec.input_channels}",
+                      str(len(spec.labels)), state, _human_size(path) if path and path.is_file() else "-",
+                      spec.source_file)
+    console = Console(width=200 if not sys.stdout.isatty() else None)
+    with console.capture() as captured:  # printed by Click: rich would exit 1 on a closed stdout
+        console.print(table)
+    click.echo(captured.get(), nl=False)
 
 
 @models.command()
@@ -51,12 +60,12 @@ def list_models():
 @click.option("--locale", default="en", show_default=True, help="Language of the labels.")
 def info(name, locale):
     """Labels, normalization, checksums and origin of one model."""
-    installed, path, spec = _where(name)
+    state, path, spec, problem = _where(name)
     click.echo(f"name           {spec.name} ({spec.title})")
     click.echo(f"input          {spec.input_height}x{spec.input_width}x{spec.input_channels} (H x W x C), NHWC float32")
     click.echo(f"normalization  (pixel - {spec.mean:g}) / {spec.std:g}")
     click.echo(f"activation     {spec.activation}")
-    click.echo(f"file           {path if installed else 'not installed: segtool models install ' + name}")
+    click.echo(f"file           {path if state in ('bundled', 'yes') else problem or 'not installed: segtool models install ' + name}")
     click.echo(f"onnx sha256    {spec.onnx_sha256 or '-'}")
     click.echo(f"source         {spec.source_url}")
     click.echo(f"source sha256  {spec.source_sha256 or 'not pinned'}")
@@ -72,21 +81,26 @@ def info(name, locale):
 @click.option("--from", "source", metavar="DIR|URL", default=None,
               help="A folder holding the model's TFLite file, or a URL (default: the official URL).")
 @click.option("--force", is_flag=True, help="Reinstall even if an intact copy is installed.")
-def install(name, source, force):
+@click.option("--trust-file", is_flag=True,
+              help="Install the file even though its sha256 is not the pinned one (you vouch for it; "
+                   "its TFLite signature is still checked).")
+def install(name, source, force, trust_file):
     """Download (or copy), verify, convert and install a model into the user's model folder.
 
-    The folder is ~/.cache/segtool/models unless SEGTOOL_MODELS_DIR says otherwise.
+    The file's sha256 must be the one models/manifest.json pins. The folder is
+    ~/.cache/segtool/models unless SEGTOOL_MODELS_DIR says otherwise.
     """
     from ..install import install as install_model
 
     with _download_bar() as on_progress:
-        report = install_model(name, source=source, force=force, on_progress=on_progress)
+        report = install_model(name, source=source, force=force, trust_file=trust_file, on_progress=on_progress)
     if report.already:
         click.echo(f"{name}: already installed at {report.path}")
     else:
         click.echo(f"{name}: installed at {report.path} (from {report.source})")
-    if not report.already and not report.pinned:
-        click.echo(f"{name}: no sha256 is pinned for its source; recorded {report.source_sha256}", err=True)
+    if report.trusted:
+        click.echo(f"segtool: note: {name}: installed a file whose sha256 {report.source_sha256} is not the "
+                   "pinned one, as --trust-file asked", err=True)
 
 
 class _download_bar:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -34,9 +36,12 @@ def model_options(function):
                      type=click.Choice(_model_names()), help="Which segmentation model to run."),
         click.option("--device", default="auto", show_default=True, envvar="SEGTOOL_DEVICE",
                      type=click.Choice(["auto", "cpu", "cuda", "directml"]),
-                     help="Execution provider; auto tries CUDA, then DirectML, then CPU."),
+                     help="Execution provider; auto tries CUDA, then DirectML, then CPU. On CUDA the "
+                          "work around the network runs on the GPU too (`segtool info` says which path runs)."),
         click.option("--threads", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_THREADS",
-                     help="onnxruntime intra-op threads (default: one per physical core, shared among --jobs)."),
+                     callback=_within_machine(per_cpu=1),
+                     help="onnxruntime intra-op threads (default: chosen from the physical cores; "
+                          "at most one per usable CPU)."),
         click.option("--locale", "display_names_locale", default="en", show_default=True,
                      help="Language of category names, where the model has them."),
     )(function)
@@ -45,22 +50,56 @@ def model_options(function):
 def jobs_option(function):
     return click.option(
         "--jobs", "-j", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_JOBS",
+        callback=_within_machine(per_cpu=JOBS_PER_CPU),
         help="Inputs processed at once, so decoding and encoding overlap inference "
-             "(default: one per core, at least 2).")(function)
+             f"(default: one per core, at least 2; at most {JOBS_PER_CPU} per usable CPU).")(function)
 
 
-def mask_options(function):
+JOBS_PER_CPU = 4  # inputs in flight beyond this only hold decoded images in memory
+
+
+def _within_machine(per_cpu: int):
+    """A callback that lowers a thread or job count above ``per_cpu`` x the usable CPUs, with a note.
+
+    Far more threads than CPUs never run faster; 20000 of them took minutes to start and
+    ignored SIGTERM meanwhile (a signal waits until the C call that creates them returns).
+    """
+
+    def bound(ctx, param, value):
+        if value is None:
+            return None
+        from ..runtime import usable_cpus
+
+        limit = max(2, per_cpu * usable_cpus())
+        if value > limit:
+            click.echo(f"segtool: note: --{param.name} {value} is more than this machine can use "
+                       f"({usable_cpus()} usable CPUs); using {limit}", err=True)
+            return limit
+        return value
+
+    return bound
+
+
+def _mask_options(category_help: str, confidence_default: bool, confidence_help: str):
     return _stack(
-        click.option("--category-mask/--no-category-mask", default=False, show_default=True,
-                     help="Write <stem>.category.png: uint8 category index per pixel."),
-        click.option("--confidence-masks/--no-confidence-masks", default=True, show_default=True,
-                     help="Write <stem>.confidence.<fmt>: float32 (C, H, W)."),
+        click.option("--category-mask/--no-category-mask", default=False, show_default=True, help=category_help),
+        click.option("--confidence-masks/--no-confidence-masks", default=confidence_default, show_default=True,
+                     help=confidence_help),
         click.option("--confidence-format", type=click.Choice(["npy", "exr"]), default="npy",
                      show_default=True, help="File format of confidence masks."),
-    )(function)
+    )
 
 
-COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor")  # effects.COMPOSITES, without importing cv2
+mask_options = _mask_options(  # segtool image: one set of masks per input
+    "Write <stem>.category.png: uint8 category index per pixel.", True,
+    "Write <stem>.confidence.<fmt>: float32 (C, H, W).")
+
+frame_mask_options = _mask_options(  # segtool video: per-frame files, only when asked (they add up fast)
+    "Write <stem>.<frame>.category.png for every frame: uint8 category index per pixel.", False,
+    "Write <stem>.<frame>.confidence.<fmt> for every frame: float32 (C, H, W).")
+
+
+COMPOSITE_NAMES = ("blur", "replace", "cutout", "recolor", "alpha")  # effects.COMPOSITES, without importing cv2
 
 Color = tuple[int, int, int]
 
@@ -136,9 +175,13 @@ class CompositeRequest:
         classes = parse_classes(self.classes, labels)
         backdrop = None
         if isinstance(self.backdrop, Path):
+            from ..errors import InputError
             from ..io import read_image
 
-            backdrop = Backdrop(picture=read_image(self.backdrop))
+            try:
+                backdrop = Backdrop(picture=read_image(self.backdrop))
+            except InputError as exc:  # the command line names a picture that is not one
+                raise click.BadParameter(str(exc), param_hint="--replace-bg") from None
         elif self.backdrop is not None:
             backdrop = Backdrop(color=self.backdrop)
         return EffectOptions(classes=classes, recolor_classes=self._recolor_classes(classes, labels),
@@ -159,14 +202,17 @@ class CompositeRequest:
         return tuple(hair)
 
 
-def composite_options(function):
-    """Adds the composite flags and hands the command one ``composite`` (a CompositeRequest)."""
+def _composite_decorator(function, *, images: bool):
+    """The composite flags, handed to the command as one ``composite`` (a CompositeRequest)."""
 
     @functools.wraps(function)
-    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, classes, refine,
-                composite_format, **kwargs):
+    def command(*args, blur, blur_strength, replace_bg, cutout, recolor_hair, alpha_mask, classes, refine,
+                composite_format=None, **kwargs):
+        if cutout and composite_format == "jpg":  # the other composites do become JPEGs
+            click.echo("segtool: note: --composite-format jpg: cut-outs are written as PNG, since JPEG "
+                       "has no alpha channel (webp has one)", err=True)
         wanted = {"blur": blur, "replace": replace_bg is not None, "cutout": cutout,
-                  "recolor": recolor_hair is not None}
+                  "recolor": recolor_hair is not None, "alpha": alpha_mask}
         request = CompositeRequest(
             names=tuple(name for name in COMPOSITE_NAMES if wanted[name]), classes=classes,
             blur_strength=blur_strength, backdrop=replace_bg, hair_color=recolor_hair, refine=refine,
@@ -174,27 +220,60 @@ def composite_options(function):
         )
         return function(*args, composite=request, **kwargs)
 
-    return _stack(
-        click.option("--blur", is_flag=True, help="Write <stem>.blur.<ext>: background blurred, subject sharp."),
-        click.option("--blur-strength", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-                     help="Blur radius relative to the default (1.2% of the longer side)."),
+    # Image composites are files named <stem>.<effect>.<ext>; a stream's are its video frames.
+    writes = "Write <stem>.{}.<ext>: ".format if images else (lambda name: "")
+    cutout_help = ("Write <stem>.cutout.png: RGBA, alpha = the subject's (refined unless --no-refine; "
+                   ".webp with --composite-format webp)." if images else
+                   "The subject on a transparent background (an output with alpha: .webm or .mov).")
+    alpha_help = ("Write <stem>.alpha.png: 8-bit grey, the subject's alpha exactly as the composites use "
+                  "it (refined unless --no-refine)." if images else
+                  "The subject's alpha as a grey video, exactly as the composites use it.")
+    options = [
+        click.option("--blur", is_flag=True, help=writes("blur") + "background blurred, subject sharp."),
+        click.option("--blur-strength", type=FiniteFloatRange(min=0.05, max=MAX_BLUR_STRENGTH), default=1.0,
+                     show_default=True, help="Blur radius relative to the default (1.2% of the longer side)."),
         click.option("--replace-bg", metavar="IMAGE|COLOR", callback=_backdrop_option,
-                     help="Write <stem>.replace.<ext>: background replaced by a picture (scaled to "
-                          "cover) or a colour (name, #rrggbb, r,g,b)."),
-        click.option("--cutout", is_flag=True,
-                     help="Write <stem>.cutout.png: RGBA, alpha = subject confidence (.webp with "
-                          "--composite-format webp)."),
+                     help=writes("replace") + "background replaced by a picture (scaled to cover) or a "
+                          "colour (name, #rrggbb, r,g,b)."),
+        click.option("--cutout", is_flag=True, help=cutout_help),
         click.option("--recolor-hair", metavar="COLOR", callback=_color_option,
-                     help="Write <stem>.recolor.<ext>: hair tinted, shading kept (--model hair or "
-                          "multiclass)."),
+                     help=writes("recolor") + "hair tinted, shading kept (--model hair or multiclass)."),
+        click.option("--alpha-mask", is_flag=True, help=alpha_help),
         click.option("--classes", default=None, metavar="NAMES",
                      help="Comma-separated category names or indices that count as the subject "
                           "(default: all but background; for --recolor-hair: hair)."),
         click.option("--refine/--no-refine", default=True, show_default=True,
-                     help="Snap composite edges to the image (mask files are never refined)."),
-        click.option("--composite-format", type=click.Choice(["png", "jpg", "webp"]), default=None,
-                     help="File format of composites (default: the input's)."),
-    )(command)
+                     help="Snap composite edges to the image and give edge pixels the subject's own colour"
+                          + (" (mask files are never refined)." if images else ".")),
+    ]
+    if images:
+        options.append(click.option(
+            "--composite-format", type=click.Choice(["png", "jpg", "webp"]), default=None,
+            help="File format of composites (default: the input's; --cutout: png or webp)."))
+    return _stack(*options)(command)
+
+
+def composite_options(function):
+    """segtool image's composite flags: files named by the output contract."""
+    return _composite_decorator(function, images=True)
+
+
+def stream_composite_options(function):
+    """segtool video's and webcam's: the same effects, as frames of a video (no file names, no format)."""
+    return _composite_decorator(function, images=False)
+
+
+MAX_BLUR_STRENGTH = 100.0  # a radius of 1.2 times the longer side: every pixel already the mean
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which every comparison lets through."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def strip_metadata_option(function):
@@ -225,6 +304,48 @@ def parse_classes(text, labels) -> tuple[int, ...] | None:
     return tuple(dict.fromkeys(chosen))
 
 
+def _output_folder(ctx, param, value):
+    """-o of `segtool image` is a folder: an existing one, or a new name (a trailing / makes it plain).
+
+    An existing file, or a new name ending like a picture (``-o portrait.blur.jpg``), is a
+    usage error rather than a file silently replaced or a folder nobody meant.
+    """
+    from ..io import image_extensions  # runs only when the command does, never for --help
+
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise click.BadParameter(f"{value} is a file; --output takes a folder (an existing one, or a new "
+                                 "name, which is created)")
+    named_like_a_file = path.suffix.lower() in image_extensions() | {".npy", ".exr"}
+    if named_like_a_file and not path.exists() and not value.endswith(("/", os.sep)):
+        raise click.BadParameter(f"{value} looks like a file name; --output takes a folder, and each output is "
+                                 f"named after its input (end it with / for a folder named {path.name})")
+    return path
+
+
 def output_dir_option(function):
-    return click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-                        default=Path("."), show_default=True, help="Folder for the outputs.")(function)
+    return click.option("--output", "-o", "out_dir", type=click.Path(), callback=_output_folder,
+                        default=".", show_default=True,
+                        help="Folder for the outputs (created if needed).")(function)
+
+
+def palette_option(function):
+    return click.option(
+        "--palette", is_flag=True,
+        help="Also write <stem>.category-color.png: the category mask in colours, to look at "
+             "(implies --category-mask, whose file stays the plain indices).")(function)
+
+
+def refuse_unencodable_videos(targets) -> None:
+    """A usage error (exit 2, before any work) for each (path, channels) no video format can take.
+
+    channels: 1 a grey mask video, 3 RGB, 4 RGBA (the cut-out, which needs .webm or .mov).
+    """
+    from ..errors import OutputError
+    from ..io.video import encoder_args
+
+    for path, channels in targets:
+        try:
+            encoder_args(path, channels, 2, 2)
+        except OutputError as exc:
+            raise click.UsageError(str(exc)) from None

@@ -1,12 +1,14 @@
 """`segtool video`: segment a video file into composite, alpha or mask videos, or per-frame masks."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from .options import composite_options, mask_options, model_options
+from .options import (FiniteFloatRange, frame_mask_options, model_options, palette_option,
+                      refuse_unencodable_videos, stream_composite_options)
 from .report import Reporter, progress
 
 # --smooth alone: MediaPipe's pose landmarker smooths its segmentation mask with this ratio
@@ -15,7 +17,7 @@ DEFAULT_SMOOTH = 0.7
 
 def smooth_option(function):
     return click.option(
-        "--smooth", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, is_flag=False,
+        "--smooth", type=FiniteFloatRange(0.0, 1.0, max_open=True), default=0.0, is_flag=False,
         flag_value=DEFAULT_SMOOTH, metavar="[RATIO]",
         help=f"Damp mask flicker between frames: uncertain pixels keep RATIO of the previous mask "
              f"(--smooth alone: {DEFAULT_SMOOTH}).",
@@ -25,20 +27,22 @@ def smooth_option(function):
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @model_options
-@mask_options
-@composite_options
+@frame_mask_options
+@palette_option
+@stream_composite_options
 @click.option("--alpha", is_flag=True,
               help="The subject on a transparent background: VP9 .webm (default) or ProRes 4444 .mov.")
-@click.option("--mask-video", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the subject mask as a grey video (white = subject).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("."), show_default=True,
-              help="A video file (.mp4 .mov .webm .mkv .avi) for one output, or a folder.")
+@click.option("--mask-video", type=click.Path(dir_okay=False), default=None, callback=lambda c, p, v: _video_file(v),
+              help="Also write the subject mask as a grey video (white = subject), a video file.")
+@click.option("--output", "-o", default=".", show_default=True, callback=lambda c, p, v: _output_target(v),
+              help="A video file (.mp4 .m4v .mov .mkv .webm .avi) for one output, or a folder: an existing "
+                   "one, or a name ending in /.")
 @smooth_option
 @click.option("--audio/--no-audio", "keep_audio", default=True, show_default=True,
               help="Copy the input's audio into composite videos (re-encoded where the container needs it).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def video(input_path, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, composite, alpha, mask_video, output, smooth, keep_audio, quiet):
+          confidence_format, palette, composite, alpha, mask_video, output, smooth, keep_audio, quiet):
     """Segment every frame of a video (MediaPipe's VIDEO running mode).
 
     \b
@@ -50,22 +54,32 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     With a folder as --output, videos are named <stem>.<effect>.mp4 (<stem>.cutout.webm for
     --alpha). Per-frame files are <stem>.<frame>.category.png and <stem>.<frame>.confidence.npy
     (or .exr), frames counted from 1; per-frame confidence masks are written only when
-    --confidence-masks is given, since they add up fast.
+    --confidence-masks is given, since they add up fast. --palette adds
+    <stem>.<frame>.category-color.png, the masks in colour. A file segtool did not write, or
+    the input, is never overwritten.
     """
     from .. import io as sio
     from ..options import ImageSegmenterOptions, RunningMode
     from ..segmenter import ImageSegmenter
     from ..video import VideoOutputs, pipeline_options, run_video
 
-    refuse_image_format(composite)
     confidence_masks = confidence_masks and _given("confidence_masks")
-    videos = _planned_videos(input_path, output, composite.names, alpha, mask_video)
+    category_mask = category_mask or palette
+    output, to_file = output
+    videos = _planned_videos(input_path, output, to_file, composite.names, alpha, mask_video)
     per_frame = category_mask or confidence_masks
     if not (videos or per_frame):
         raise click.UsageError("nothing to write: ask for an effect (--blur, ...), --alpha, --mask-video, "
                                "--category-mask or --confidence-masks")
-    if per_frame and sio.is_video_path(output):
+    if per_frame and to_file:
         raise click.UsageError("per-frame masks need --output to be a folder, not a video file")
+    protected = _identities([input_path, composite.backdrop])
+    _refuse_overwrites(videos, protected)
+    if per_frame:
+        frames = VideoOutputs(frames_dir=output, stem=input_path.stem, category_mask=category_mask,
+                              category_preview=palette, confidence_masks=confidence_masks,
+                              confidence_format=confidence_format)
+        _refuse_frame_overwrites(frames, protected)
     with sio.open_video(input_path) as reader:
         options = ImageSegmenterOptions(
             model=model, running_mode=RunningMode.VIDEO, output_category_mask=category_mask,
@@ -74,8 +88,9 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
         )
         with ImageSegmenter.create_from_options(pipeline_options(options)) as segmenter:
             outputs = VideoOutputs(
-                videos=videos, frames_dir=None if sio.is_video_path(output) else output,
-                stem=input_path.stem, category_mask=category_mask, confidence_masks=confidence_masks,
+                videos=videos, frames_dir=None if to_file else output,
+                stem=input_path.stem, category_mask=category_mask, category_preview=palette,
+                confidence_masks=confidence_masks,
                 confidence_format=confidence_format, effect_options=composite.effect_options(segmenter.labels),
                 smooth=smooth, keep_audio=keep_audio,
             )
@@ -85,23 +100,52 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     raise SystemExit(_summary(report, quiet))
 
 
-def refuse_image_format(composite) -> None:
-    if composite.format:
-        raise click.UsageError("--composite-format is for images; a video's format comes from --output's extension")
-
-
 def _given(parameter: str) -> bool:
     """Whether the user typed the option: video ignores mask_options' default of writing confidence."""
     return click.get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT
 
 
-def _planned_videos(input_path: Path, output: Path, names, alpha: bool, mask_video):
-    """(name, path) for each video to write; ``--alpha`` is the cut-out composite."""
+def _output_target(value: str) -> tuple[Path, bool]:
+    """--output as (path, is a video file): a video extension names a file; an existing folder,
+    or a name ending in /, a folder. Anything else is refused rather than guessed at."""
     from .. import io as sio
+
+    path = Path(value)
+    if path.is_dir() or value.endswith(("/", os.sep)):
+        return path, False
+    if sio.is_video_path(value):
+        return path, True
+    raise click.BadParameter(f"{value} is neither a video file ({_video_suffixes()}) nor a folder (an existing "
+                             "one, or a name ending in /)", param_hint="'--output' / '-o'")
+
+
+def _video_file(value):
+    """--mask-video: a file with a video extension, never a folder."""
+    from .. import io as sio
+
+    if value is None:
+        return None
+    if sio.is_video_path(value) and not value.endswith(("/", os.sep)):
+        return Path(value)
+    raise click.BadParameter(f"{value} is not a video file name ({_video_suffixes()})", param_hint="'--mask-video'")
+
+
+def _video_suffixes() -> str:
+    from ..io import VIDEO_EXTENSIONS
+
+    return " ".join(sorted(VIDEO_EXTENSIONS))
+
+
+def _planned_videos(input_path: Path, output: Path, to_file: bool, names, alpha: bool, mask_video):
+    """(name, path) for each video to write; ``--alpha`` is the cut-out composite.
+
+    Two of them that name one file (``--mask-video o/x.mp4 -o o/x.mp4``, or through ``./``
+    spellings and symbolic links) are a usage error: the second would destroy the first.
+    """
     from ..video import MASK_VIDEO
 
     names = tuple(names) + (("cutout",) if alpha and "cutout" not in names else ())
-    if sio.is_video_path(output):
+    if to_file:
         if len(names) != 1:
             raise click.UsageError(f"--output {output} is one video file but {len(names) or 'no'} video "
                                    f"effects were asked for; give a folder for several")
@@ -110,10 +154,58 @@ def _planned_videos(input_path: Path, output: Path, names, alpha: bool, mask_vid
         planned = tuple((n, output / f"{input_path.stem}.{n}{'.webm' if n == 'cutout' else '.mp4'}") for n in names)
     if mask_video is not None:
         planned += ((MASK_VIDEO, mask_video),)
+    refuse_unencodable_videos((path, {"cutout": 4, MASK_VIDEO: 1}.get(n, 3)) for n, path in planned)
+    seen: dict[str, Path] = {}
     for _, path in planned:
-        if path.exists() and path.resolve() == input_path.resolve():
-            raise click.UsageError(f"{path}: the output would overwrite the input")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise click.UsageError(f"{seen[real]} and {path} are the same file: give each output its own name")
+        seen[real] = path
     return planned
+
+
+def _identities(paths) -> frozenset:
+    from .. import io as sio
+
+    return frozenset(filter(None, (sio.file_identity(p) for p in paths if isinstance(p, Path))))
+
+
+def _refuse_overwrites(videos, protected: frozenset) -> None:
+    """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
+    from ..io.video import is_device
+
+    for _, path in videos:
+        if not is_device(path):  # a virtual camera (/dev/videoN) is written to, never replaced
+            _refuse(path, protected)
+
+
+def _refuse_frame_overwrites(frames, protected: frozenset) -> None:
+    """The same for per-frame files already in the folder: <stem>.<frame>.category.png, ...
+
+    Checked before any work (the atomic writes check each file again), so that a refused
+    video leaves no masks of its own behind either.
+    """
+    import re
+
+    from ..video import frame_file_names
+
+    if not frames.frames_dir.is_dir():
+        return
+    first = f"{frames.stem}.000001"  # what frame_file_names puts before each file's own ending
+    endings = [path.name[len(first):] for path in frame_file_names(frames.stem, 1, frames).values()]
+    pattern = re.compile(re.escape(frames.stem) + r"\.\d{6,}(?:" + "|".join(map(re.escape, endings)) + ")")
+    for path in sorted(frames.frames_dir.iterdir()):
+        if pattern.fullmatch(path.name):
+            _refuse(path, protected)
+
+
+def _refuse(path: Path, protected: frozenset) -> None:
+    from .. import io as sio
+    from ..errors import OutputError
+
+    problem = sio.overwrite_problem(path, protected)
+    if problem is not None:
+        raise OutputError(problem)
 
 
 def _summary(report, quiet: bool) -> int:

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 
 import click
 
-from .options import composite_options, model_options
-from .video import refuse_image_format, smooth_option
+from .options import model_options, refuse_unencodable_videos, stream_composite_options
+from .video import smooth_option
 
 
 @click.command()
@@ -19,7 +20,7 @@ from .video import refuse_image_format, smooth_option
 @click.option("--preview/--no-preview", default=None,
               help="Show a window (needs ffplay and a display). Default: on when there is no --output.")
 @model_options
-@composite_options
+@stream_composite_options
 @smooth_option
 @click.option("--quiet", "-q", is_flag=True, help="No status line or summary.")
 def webcam(source, output, preview, model, device, threads, display_names_locale, composite, smooth, quiet):
@@ -33,21 +34,30 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     Frames are segmented as they arrive; when inference falls behind, the newest frame wins and
     older ones are dropped. A status line reports frames per second and the latency from capture
     to output. The preview uses ffplay, because OpenCV's headless build has no windows.
+
+    Ctrl-C ends the run normally (exit 0); SIGTERM finishes the output file the same way and
+    exits 143. Either way the file is whole and playable.
     """
     from .. import io as sio
     from ..cli import Terminated
     from ..options import ImageSegmenterOptions
     from ..registry import spec_for
-    from ..video import LiveOutputs, run_live
+    from ..video import LiveOutputs, SignalHold, run_live
 
     name = _one_effect(composite)
     preview = output is None if preview is None else preview
     if not (output or preview):
         raise click.UsageError("nowhere to send frames: give --output or --preview")
+    if output:
+        refuse_unencodable_videos([(output, 4 if name == "cutout" else 3)])
     options = ImageSegmenterOptions(model=model, display_names_locale=display_names_locale,
                                     device=device, num_threads=threads)
     outputs = LiveOutputs(composite=name, smooth=smooth,
                           effect_options=composite.effect_options(spec_for(model).labels_for(display_names_locale)))
+    stops = (KeyboardInterrupt, Terminated)
+    # started once the run has stopped and never released: from then on the process only
+    # finishes its outputs and exits, and a further Ctrl-C must not cut that short
+    hold = SignalHold(stops)
     with sio.open_live(source) as reader, contextlib.ExitStack() as stack:
         info = reader.info
         sinks = []
@@ -59,17 +69,22 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
                 output, width=info.width, height=info.height, fps=info.fps,
                 channels=4 if name == "cutout" else 3, realtime=True)))
         status_line = _StatusLine(quiet)
-        final = run_live(reader, options, outputs, sinks, on_status=status_line,
-                         stop_on=(KeyboardInterrupt, Terminated))
+        final = run_live(reader, options, outputs, sinks, on_status=status_line, stop_on=stops)
+        hold.start()
         status_line.close()
     if not quiet:
         click.echo(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
                    f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
                    + (f" -> {output}" if output else ""), err=True)
+    # Only the exit is left. Python resets the handlers it set to SIG_DFL as it finalizes, so a
+    # Ctrl-C then would kill the process without its exit status; ignored ones stay ignored.
+    for number in SignalHold.SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    if any(isinstance(stop, Terminated) for stop in (final.stopped_by, *hold.held)):
+        raise Terminated()  # the output is finished; the exit status still says SIGTERM (143)
 
 
 def _one_effect(composite) -> str:
-    refuse_image_format(composite)
     names = composite.names
     if len(names) != 1:
         raise click.UsageError(f"a live feed takes one effect, not {len(names) or 'none'}: "

@@ -17,7 +17,12 @@ from .metadata import NotTFLiteError, read_signature, read_tensor_names
 
 BATCH = "batch"
 _BATCH_TOLERANCE = 1e-4  # batched kernels may sum in another order; real breakage is far larger
-_INSTALL_HINT = "install the conversion extra: pip install 'segtool[convert]'"
+
+
+def _install_hint() -> str:
+    from ..registry import extra_hint
+
+    return f"install the conversion extra: {extra_hint('convert')}"
 
 
 def _import_converters():
@@ -28,7 +33,8 @@ def _import_converters():
 
         from . import custom_ops
     except ImportError as exc:
-        raise ConversionError(f"converting TFLite models needs tf2onnx and TensorFlow ({exc}); {_INSTALL_HINT}") from exc
+        raise ConversionError(f"converting TFLite models needs tf2onnx and TensorFlow ({exc}); "
+                              f"{_install_hint()}") from exc
     return onnx, tf2onnx, custom_ops
 
 
@@ -349,7 +355,7 @@ def compare(tflite_path, onnx_path, inputs) -> float:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:
-        raise ConversionError(f"comparing with TFLite needs ai-edge-litert ({exc}); {_INSTALL_HINT}") from exc
+        raise ConversionError(f"comparing with TFLite needs ai-edge-litert ({exc}); {_install_hint()}") from exc
     batch = np.ascontiguousarray(inputs, dtype=np.float32)
     interpreter = Interpreter(model_path=str(tflite_path))
     interpreter.allocate_tensors()

@@ -3,18 +3,20 @@
 paths    which files to process (arguments, folders, stdin)
 images   decode still images to upright RGB uint8
 writers  encode masks and pictures, always atomically
+ledger   which files segtool wrote: only those may be replaced
 video    frame sources and video writers (ffmpeg processes)
 """
-from .images import (DEFAULT_MAX_PIXELS, ImageFacts, read_image, read_image_facts, reason,
-                     to_rgb8)
-from .paths import IMAGE_EXTENSIONS, InputItem, expand_inputs
+from .images import DEFAULT_MAX_PIXELS, ImageFacts, read_image, read_image_facts, reason, to_rgb8
+from .ledger import LEDGER_NAME, file_identity, may_replace, overwrite_problem, record_written
+from .paths import InputItem, expand_inputs, image_extensions, is_output_name
 from .writers import (atomic_output, category_palette, composite_extension, ensure_dir, existing,
-                      read_exr, write_category_png, write_exr, write_image, write_npy)
+                      read_exr, write_category_png, write_category_preview, write_exr, write_image, write_npy)
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageFacts", "InputItem", "atomic_output", "category_palette",
-    "composite_extension", "ensure_dir", "existing", "expand_inputs", "read_exr", "read_image",
-    "read_image_facts", "reason", "to_rgb8", "write_category_png", "write_exr",
+    "DEFAULT_MAX_PIXELS", "ImageFacts", "InputItem", "LEDGER_NAME", "atomic_output", "category_palette",
+    "composite_extension", "ensure_dir", "existing", "expand_inputs", "file_identity", "image_extensions",
+    "is_output_name", "may_replace", "overwrite_problem", "read_exr", "read_image", "read_image_facts", "reason",
+    "record_written", "to_rgb8", "write_category_png", "write_category_preview", "write_exr",
     "write_image", "write_npy",
 ]
 from .video import (VIDEO_EXTENSIONS, PreviewWindow, VideoInfo, VideoReader, VideoWriter, is_video_path,

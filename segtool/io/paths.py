@@ -1,15 +1,50 @@
 """Which files to process: command-line paths, folders and path lists on stdin."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .jpe .jfif".split()
-)
+# The infixes of the output contract (<stem>.<infix>.<ext>, <stem>.<frame>.<infix>.<ext>): a
+# folder walk never takes such a file for an input. tests/test_output_safety.py checks that
+# this covers every name pipeline.planned_outputs and video.frame_file_names can produce.
+OUTPUT_INFIXES = frozenset({"category", "category-color", "confidence", "blur", "replace", "cutout", "recolor"})
+# Pillow only identifies MPEG (reads its size, never its pixels): a video, not a picture.
+_IDENTIFY_ONLY = frozenset({"MPEG"})
+
+
+@functools.lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Every file extension the decoder (Pillow, as installed here) can read pixels from.
+
+    Derived from Pillow's registry, so a build with AVIF or JPEG 2000 support finds those
+    files too: formats it can open, minus stubs that need a handler nobody registered, EPS
+    without Ghostscript, and identify-only formats. MPO opens through the JPEG plugin.
+    """
+    from PIL import EpsImagePlugin, Image, ImageFile
+
+    Image.init()
+    readable = {name for name, (factory, _) in Image.OPEN.items()
+                if not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))}
+    readable -= _IDENTIFY_ONLY
+    if not EpsImagePlugin.has_ghostscript():
+        readable.discard("EPS")
+    if "JPEG" in readable:
+        readable.add("MPO")
+    return frozenset(ext for ext, name in Image.registered_extensions().items() if name in readable)
+
+
+def is_output_name(name: str) -> bool:
+    """Whether ``name`` is named like one of segtool's outputs or temporaries, or its ledger."""
+    from .ledger import LEDGER_NAME
+
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[-2].lower() in OUTPUT_INFIXES:
+        return True
+    return name == LEDGER_NAME or (name.startswith(".") and ".part-" in name)
 
 
 @dataclass(frozen=True)
@@ -25,19 +60,24 @@ class InputItem:
 
 
 def expand_inputs(items: Sequence[str], *, recursive: bool = False, stdin=None,
-                  null_separated: bool = False) -> Iterator[InputItem]:
+                  null_separated: bool = False, out_dir: Optional[Path] = None,
+                  on_empty: Callable[[str], None] = lambda message: None) -> Iterator[InputItem]:
     """Inputs to process, in order: files as given, directories expanded, ``-`` read from stdin.
 
-    A directory yields the files with an image extension. Anything that cannot be an image but
-    was clearly meant as one is still yielded, so that it gets its own error instead of
-    vanishing: a file named explicitly, and (without --recursive) a sub-folder named like an
-    image, e.g. ``holiday.jpg/``.
+    A directory yields the files the decoder can read (image_extensions()), except segtool's
+    own outputs: files named by the output contract, and everything under ``out_dir`` when
+    that lies inside the folder walked. So a rerun never segments its own outputs, wherever
+    ``-o`` points. A folder that yields nothing gets one ``on_empty`` line naming it.
+
+    Anything that cannot be an image but was clearly meant as one is still yielded, so that it
+    gets its own error instead of vanishing: a file named explicitly (an output's name too), and
+    (without --recursive) a sub-folder named like an image, e.g. ``holiday.jpg/``.
     """
     for item in items:
         if item == "-":
             yield from _paths_from_stream(stdin or sys.stdin, null_separated)
         elif Path(item).is_dir():
-            yield from _images_in(Path(item), recursive)
+            yield from _walk(Path(item), recursive, out_dir, on_empty)
         else:
             yield InputItem(Path(item), PurePath(Path(item).name))
 
@@ -53,11 +93,49 @@ def _paths_from_stream(stream, null_separated: bool) -> Iterator[InputItem]:
             yield InputItem(Path(part), PurePath(Path(part).name))
 
 
-def _images_in(folder: Path, recursive: bool) -> Iterator[InputItem]:
+def _walk(folder: Path, recursive: bool, out_dir: Optional[Path], on_empty) -> Iterator[InputItem]:
+    found = 0
+    for item in _images_in(folder, recursive, _excluded_folder(folder, out_dir)):
+        found += 1
+        yield item
+    if not found:
+        on_empty(_empty_line(folder, recursive))
+
+
+def _images_in(folder: Path, recursive: bool, excluded: Optional[str]) -> Iterator[InputItem]:
     pattern = "**/*" if recursive else "*"
-    found = (p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and _wanted(p, recursive))
+    extensions = image_extensions()
+    found = (p for p in folder.glob(pattern)
+             if p.suffix.lower() in extensions and not is_output_name(p.name) and _wanted(p, recursive)
+             and not (excluded and _inside(p, excluded)))
     for path in sorted(found):
         yield InputItem(path, PurePath(path.relative_to(folder)))
+
+
+def _excluded_folder(folder: Path, out_dir: Optional[Path]) -> Optional[str]:
+    """The output folder's real path when it lies strictly inside ``folder``, else None."""
+    if out_dir is None:
+        return None
+    outside, inside = os.path.realpath(folder), os.path.realpath(out_dir)
+    return inside if inside != outside and _inside_real(inside, outside) else None
+
+
+def _inside(path: Path, folder: str) -> bool:
+    # the parent's real path, not the file's: a link in the input folder to a file elsewhere stays an input
+    return _inside_real(os.path.join(os.path.realpath(path.parent), path.name), folder)
+
+
+def _inside_real(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _empty_line(folder: Path, recursive: bool) -> str:
+    try:
+        nested = not recursive and any(p.is_dir() for p in folder.iterdir())
+    except OSError as exc:  # a walk that could not list the folder finds nothing, silently
+        return f"{folder}: cannot read this folder ({exc.strerror})"
+    hint = "; sub-folders are read with -r" if nested else ""
+    return f"{folder}: no images in this folder (none of the formats segtool reads{hint})"
 
 
 def _wanted(path: Path, recursive: bool) -> bool:

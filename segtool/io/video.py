@@ -484,7 +484,7 @@ class VideoWriter:
     def __enter__(self) -> "VideoWriter":
         if is_device(self.path) and not os.path.exists(self.path):
             raise OutputError(f"{self.path}: no such device; create a virtual camera with v4l2loopback "
-                              f"(sudo modprobe v4l2loopback video_nr={self.path[len('/dev/video'):] or 10})")
+                              f"(sudo modprobe v4l2loopback video_nr={str(self.path)[len('/dev/video'):] or 10})")
         try:
             target = self.path
             if not is_device(self.path):

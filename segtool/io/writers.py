@@ -10,6 +10,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import OutputError, OutputStorageError
+from . import ledger
 from .images import ImageFacts
 from .images import reason as _reason
 
@@ -22,22 +23,37 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENO
 
 
 @contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
+def atomic_output(path: Path, *, guarded: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     An exception, Ctrl-C or SIGTERM (raised as an exception by the CLI) leaves no partial file,
     so a file at ``path`` is always complete: `--skip-existing` can trust it.
+
+    ``guarded`` (every user-facing output): refuse, with an OutputError, to replace anything
+    at ``path`` but a file segtool wrote (see ledger.py), checked before and again at the rename,
+    and record the new file in the folder's ledger. segtool's own stores (models) pass False.
     """
     path = Path(path)
+    if guarded:
+        _refuse_foreign(path)
     tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
     _PARTIAL.add(tmp)
     try:
         yield tmp
+        if guarded:
+            _refuse_foreign(path)  # something may have appeared there while we wrote
+            ledger.record_written(tmp, path)
         os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc, "cannot write") from exc
     finally:
         _discard(tmp)
+
+
+def _refuse_foreign(path: Path) -> None:
+    problem = ledger.overwrite_problem(path)
+    if problem is not None:
+        raise OutputError(problem)
 
 
 def _discard(tmp: Path) -> None:
@@ -95,11 +111,20 @@ def category_palette() -> list[int]:
 
 
 def write_category_png(path: Path, mask: np.ndarray) -> None:
-    """A palette PNG whose pixel values are the category indices."""
+    """An 8-bit grey PNG whose pixel values are the category indices, as every reader returns them."""
     from PIL import Image
 
-    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
-    image.putpalette(category_palette())
+    image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))  # 2-D uint8: mode L
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)
+
+
+def write_category_preview(path: Path, mask: np.ndarray) -> None:
+    """An RGB PNG for looking at: each category in its colour of category_palette()."""
+    from PIL import Image
+
+    colours = np.asarray(category_palette(), dtype=np.uint8).reshape(256, 3)
+    image = Image.fromarray(colours[np.asarray(mask, dtype=np.uint8)])
     with atomic_output(path) as tmp:
         image.save(tmp, format="PNG", compress_level=1)
 
@@ -127,18 +152,19 @@ def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
 
     channels = {label: np.ascontiguousarray(m, dtype=np.float32) for label, m in zip(labels, masks)}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    with atomic_output(path) as tmp:
+    with atomic_output(path) as tmp, open(tmp, "wb") as stream:
         with OpenEXR.File(header, channels) as exr:
             try:
-                exr.write(str(tmp))
-            except RuntimeError as exc:  # OpenEXR's C++ errors, a full disk among them
+                # a stream, not str(tmp): OpenEXR refuses a name that is not valid UTF-8
+                exr.write(stream)
+            except (RuntimeError, OSError) as exc:  # OpenEXR's C++ errors, a full disk among them
                 raise write_error(path, exc, "cannot write") from exc
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:
     import OpenEXR
 
-    with OpenEXR.File(str(path)) as exr:
+    with open(path, "rb") as stream, OpenEXR.File(stream) as exr:
         return {name: channel.pixels for name, channel in exr.channels().items()}
 
 
@@ -187,4 +213,5 @@ def composite_extension(source: Path, override: Optional[str] = None) -> str:
 
 
 def existing(paths: Iterable[Path]) -> bool:
-    return all(Path(p).is_file() for p in paths)
+    """Whether every one of ``paths`` is a whole output segtool wrote (what --skip-existing skips)."""
+    return all(ledger.written_by_segtool(p) for p in paths)
