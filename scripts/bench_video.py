@@ -1,6 +1,13 @@
 """Video throughput with --blur: segtool against a MediaPipe Tasks loop, in the same run.
 
     python scripts/bench_video.py [--seconds 3] [--models selfie,deeplab] [--markdown]
+    python scripts/bench_video.py --live [--reference /work/main] [--rounds 2] [--markdown]
+
+``--live`` measures what a user waits for instead, at 720p30: ``segtool video clip.mp4 --blur``
+on a 4-second clip as a command (wall seconds, start-up included), and ``segtool webcam --blur``
+on a 720p30 lavfi source for 11 seconds (frames dropped in all and after the first second,
+delivered fps). ``--reference TREE`` runs the same with TREE's segtool (e.g. the main branch),
+alternating with this tree's, so that the two are compared under the same load.
 
 For 720p30 and 1080p30 synthetic clips (tests/clips.py: a real person sliding over a flat
 background, with audio), each model blurs the background of every frame and writes an H.264 MP4.
@@ -137,6 +144,81 @@ def cells(run: Run | None) -> str:
     return f"{run.fps:.1f} | {run.cpu_ms:.0f}" if run else "- | -"
 
 
+LIVE_SOURCE = "lavfi:testsrc2=size=1280x720:rate=30:duration={seconds}"
+
+
+def live_run(seconds: float = 11.0, warmup_s: float = 1.0) -> dict:
+    """`segtool webcam --blur --output x.mp4` on a 720p30 lavfi source, in process: what it drops."""
+    from segtool import effects
+    from segtool import io as sio
+    from segtool.options import ImageSegmenterOptions
+    from segtool.video import LiveOutputs, run_live
+
+    statuses = []
+    with tempfile.TemporaryDirectory() as tmp, sio.open_live(LIVE_SOURCE.format(seconds=seconds)) as reader:
+        info = reader.info
+        with sio.VideoWriter(Path(tmp) / "live.mp4", width=info.width, height=info.height, fps=info.fps,
+                             channels=3, realtime=True) as sink:
+            final = run_live(reader, ImageSegmenterOptions(), LiveOutputs(composite="blur",
+                             effect_options=effects.EffectOptions()), [sink], on_status=statuses.append,
+                             status_every_s=0.25)
+    early = max((s.dropped for s in statuses if s.seconds <= warmup_s), default=0)
+    return {"frames_in": final.frames_in, "frames_out": final.frames_out, "dropped": final.dropped,
+            "dropped_after_1s": final.dropped - early, "fps": final.fps}
+
+
+def cli_run(tree: Path, clip: Path, out: Path) -> dict:
+    """`segtool video clip --blur -o out` as a user runs it: wall and CPU seconds, start-up included."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "segtool", "video", str(clip), "--blur", "-o", str(out), "-q"],
+                   env=env, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"wall": wall, "cpu": cpu}
+
+
+def live_in(tree: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, __file__, "--live-once"], env=env, check=True,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def live_main(args) -> None:
+    from clips import make_clip
+
+    trees = {"this tree": ROOT}
+    if args.reference:
+        trees["reference " + str(args.reference)] = args.reference.resolve()
+    cli: dict = {name: [] for name in trees}
+    live: dict = {name: [] for name in trees}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "720p30.mp4", size=SIZES["720p30"], frames=120)
+        for _ in range(args.rounds):
+            for name, tree in trees.items():
+                cli[name].append(cli_run(tree, clip, Path(tmp) / "out.mp4"))
+                live[name].append(live_in(tree))
+                print(name, cli[name][-1], live[name][-1], file=sys.stderr, flush=True)
+    rows = ["| segtool | `video --blur`, 4 s 720p30 clip: wall s (each run) | CPU s | `webcam --blur` 720p30, "
+            "11 s: dropped (each run) | dropped after the first second | fps delivered |",
+            "|---|---|---|---|---|---|"]
+    for name in trees:
+        walls = ", ".join(f"{r['wall']:.2f}" for r in cli[name])
+        cpus = ", ".join(f"{r['cpu']:.2f}" for r in cli[name])
+        drops = ", ".join(f"{r['dropped']} of {r['frames_in']}" for r in live[name])
+        late = ", ".join(str(r["dropped_after_1s"]) for r in live[name])
+        fps = ", ".join(f"{r['fps']:.1f}" for r in live[name])
+        rows.append(f"| {name} | {walls} | {cpus} | {drops} | {late} | {fps} |")
+    header = (f"`python scripts/bench_video.py --live{' --reference ' + str(args.reference) if args.reference else ''} "
+              f"--rounds {args.rounds}` on {datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores; "
+              f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (the machine is shared).")
+    print("\n".join(["### Live: blur at 720p30", "", header, "", *rows, ""] if args.markdown else rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each synthetic clip")
@@ -144,7 +226,17 @@ def main() -> None:
     parser.add_argument("--mp-models", type=Path, default=ROOT.parent / "shared" / "models",
                         help="folder of the TFLite files for the MediaPipe loop")
     parser.add_argument("--markdown", action="store_true", help="print a '## Video' section for BENCHMARKS.md")
+    parser.add_argument("--live", action="store_true", help="the video command and the webcam at 720p30 instead")
+    parser.add_argument("--reference", type=Path, help="with --live: also measure this tree's segtool")
+    parser.add_argument("--rounds", type=int, default=2, help="with --live: runs of each")
+    parser.add_argument("--live-once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.live_once:
+        print(json.dumps(live_run()))
+        return
+    if args.live:
+        live_main(args)
+        return
     from clips import make_clip
 
     rows, load_before = [], os.getloadavg()[0]

@@ -38,6 +38,7 @@ class ImageOutputs:
     max_pixels: Optional[int] = sio.DEFAULT_MAX_PIXELS
     report_categories: bool = True  # fill ItemReport.categories (the CLI: only for --json)
     protected: frozenset = frozenset()  # (device, inode) of the run's inputs: never written over
+    keep_metadata: bool = True  # composites carry the input's ICC profile and EXIF (not mask files)
 
     @property
     def needs_confidence(self) -> bool:
@@ -103,8 +104,9 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
         return decided
     try:
         image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
+        facts = composite_facts(item, outputs)
         result = segmenter.segment(image)
-        write_outputs(plan, image, result, segmenter.labels, outputs)
+        write_outputs(plan, image, result, segmenter.labels, outputs, facts)
     except (SegtoolError, MemoryError) as exc:
         return failed_report(item, exc, started)
     return done_report(item, plan, result, segmenter.labels, outputs, started)
@@ -139,8 +141,16 @@ def decided_before_work(item: sio.InputItem, plan: dict[str, Path], outputs: Ima
     return None if refused is None else ItemReport(item.path, error=refused)
 
 
+def composite_facts(item: sio.InputItem, outputs: ImageOutputs) -> Optional[sio.ImageFacts]:
+    """The photo's colour profile and EXIF for its composites to keep (None: --strip-metadata,
+    or no composite but the alpha mask, which stays plain like the other mask files)."""
+    if not outputs.keep_metadata or not set(outputs.composites) - {"alpha"}:
+        return None
+    return sio.read_image_facts(item.path)
+
+
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
-                  labels, outputs: ImageOutputs) -> None:
+                  labels, outputs: ImageOutputs, facts: Optional[sio.ImageFacts] = None) -> None:
     for path in {p.parent for p in plan.values()}:
         sio.ensure_dir(path)
     for kind, path in plan.items():
@@ -154,7 +164,7 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
             sio.write_npy(path, result.confidence_masks)
         else:
             picture = effects.composite(kind, image, result.confidence_masks, outputs.effect_options)
-            sio.write_image(path, picture)
+            sio.write_image(path, picture, facts=None if kind == "alpha" else facts)
 
 
 def category_fractions(result: SegmentationResult, labels) -> dict[str, float]:

@@ -22,8 +22,8 @@ from typing import Optional
 
 from . import io as sio
 from .errors import SegtoolError
-from .pipeline import (ImageOutputs, ItemReport, _clash, decided_before_work, done_report, failed_report,
-                       planned_outputs, write_outputs)
+from .pipeline import (ImageOutputs, ItemReport, _clash, composite_facts, decided_before_work, done_report,
+                       failed_report, planned_outputs, write_outputs)
 
 
 @dataclass
@@ -35,6 +35,7 @@ class _Loaded:
     image: object
     prepared: object
     started: float
+    facts: Optional[sio.ImageFacts] = None  # what its composites keep of the photo's metadata
 
 
 @dataclass
@@ -108,7 +109,8 @@ class _BatchRunner:
             return decided
         try:
             image = sio.read_image(item.path, max_pixels=self.outputs.max_pixels)
-            return _Loaded(item, plan, image, self.segmenter.prepare(image), started)
+            return _Loaded(item, plan, image, self.segmenter.prepare(image), started,
+                           composite_facts(item, self.outputs))
         except (SegtoolError, MemoryError) as exc:
             return failed_report(item, exc, started)
 
@@ -157,7 +159,7 @@ class _BatchRunner:
             wait([previous])
         try:
             result = self.segmenter.finish(output, loaded.prepared)
-            write_outputs(loaded.plan, loaded.image, result, self.segmenter.labels, self.outputs)
+            write_outputs(loaded.plan, loaded.image, result, self.segmenter.labels, self.outputs, loaded.facts)
         except (SegtoolError, MemoryError) as exc:
             return failed_report(loaded.item, exc, loaded.started)
         return done_report(loaded.item, loaded.plan, result, self.segmenter.labels, self.outputs, loaded.started)

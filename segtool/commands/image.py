@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .options import composite_options, jobs_option, mask_options, model_options, output_dir_option, palette_option
+from .options import (composite_options, jobs_option, mask_options, model_options, output_dir_option,
+                      palette_option, strip_metadata_option)
 from .report import Reporter, progress
 
 
@@ -15,6 +16,7 @@ from .report import Reporter, progress
 @mask_options
 @palette_option
 @composite_options
+@strip_metadata_option
 @output_dir_option
 @jobs_option
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of folder inputs.")
@@ -33,7 +35,7 @@ from .report import Reporter, progress
 @click.option("--ray-address", metavar="HOST:PORT", default=None,
               help="The Ray cluster for --engine ray (default: $RAY_ADDRESS, else a local Ray instance).")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
-          confidence_format, palette, composite, out_dir, jobs, recursive, null_separated,
+          confidence_format, palette, composite, strip_metadata, out_dir, jobs, recursive, null_separated,
           skip_existing, max_pixels, batch_size, as_json, quiet, verbose, engine, ray_address):
     """Segment images: files, folders, or '-' for paths on stdin.
 
@@ -52,6 +54,8 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     image the decoder reads, never segtool's own outputs. A file segtool did not write is
     never overwritten: that input fails with one line.
     Inputs and --output may be s3://, gs:// or file:// URLs (a prefix is listed once).
+    Composites keep the input's colour profile and EXIF (orientation reset to 1) unless
+    --strip-metadata.
     """
     from .. import io as sio
     from ..errors import InputError
@@ -95,6 +99,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             effect_options=composite.effect_options(labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
             protected=_identities([i.path for i in items] + [composite.backdrop]),
+            keep_metadata=not strip_metadata,
         )
         sio.ensure_dir(outputs.out_dir)
         return outputs

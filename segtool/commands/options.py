@@ -276,6 +276,15 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
+def strip_metadata_option(function):
+    """--strip-metadata, for still images (video outputs carry no photo metadata to strip)."""
+    return click.option(
+        "--strip-metadata", is_flag=True,
+        help="Composites without the input's EXIF (camera, date, GPS) and colour profile; "
+             "by default they keep both, with the orientation reset since their pixels are upright.",
+    )(function)
+
+
 def parse_classes(text, labels) -> tuple[int, ...] | None:
     """'hair,face-skin' or '1,3' -> category indices; None keeps the default (all but background)."""
     if not text:

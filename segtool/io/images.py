@@ -17,7 +17,9 @@ import contextlib
 import io
 import os
 import stat
+import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -58,6 +60,88 @@ def _source(path):
     path = Path(path)
     _check_regular_file(path)
     return path, os.fspath(path)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a photo says about itself besides its pixels, for the pictures made from it to keep.
+
+    ``icc_profile``: the embedded RGB colour profile (a Display P3 or Adobe RGB photo's numbers
+    mean other colours than sRGB's), None when there is none (viewers then assume sRGB).
+    ``exif``: the EXIF block (camera, lens, date, GPS, ...) with its orientation set to 1, since
+    segtool's pixels are already upright; None when there is none.
+    """
+
+    icc_profile: Optional[bytes] = None
+    exif: Optional[bytes] = None
+
+
+def read_image_facts(path: Path) -> ImageFacts:
+    """The colour profile and EXIF of an image file, from its header (no pixels are decoded).
+
+    Metadata never fails an image: a block that cannot be used is left out (an EXIF block whose
+    orientation cannot be reset would turn the upright composite a second time in a viewer).
+    """
+    try:
+        with _pillow_warnings_silenced(), _open(_source(path)[1]) as image:
+            return ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
+    except Exception:  # the pixels decoded (read_image raises otherwise); only the facts are lost
+        return ImageFacts()
+
+
+def _rgb_profile(profile: Optional[bytes]) -> Optional[bytes]:
+    # Composites are RGB: a CMYK or grey input's profile would describe other numbers than theirs.
+    return profile if isinstance(profile, bytes) and profile[16:20] == b"RGB " else None
+
+
+# What a TIFF's own first IFD says about the photo (the rest describes its strips and layout).
+_TIFF_DESCRIPTIVE = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+
+
+def _exif_of(image) -> Optional[bytes]:
+    if image.format == "TIFF":
+        return _tiff_exif(image)
+    raw = image.info.get("exif")
+    if not isinstance(raw, bytes) or not raw:
+        return None
+    body = _orientation_reset(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
+    return None if body is None else b"Exif\x00\x00" + body
+
+
+def _orientation_reset(tiff: bytes) -> Optional[bytes]:
+    """The TIFF-structured EXIF block with IFD0's orientation set to 1, changed in place so that
+    everything else (maker notes, offsets) stays byte for byte; None when it cannot be parsed."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    magic, first = struct.unpack_from(order + "HI", tiff, 2)
+    if magic != 42 or first + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack_from(order + "H", tiff, first)
+    if first + 2 + 12 * count > len(tiff):
+        return None
+    patched = bytearray(tiff)
+    for entry in range(first + 2, first + 2 + 12 * count, 12):
+        tag, kind, values = struct.unpack_from(order + "HHI", tiff, entry)
+        if tag == _EXIF_ORIENTATION:
+            if kind != 3 or values != 1:  # not a single SHORT: nothing a viewer reads either
+                return None
+            struct.pack_into(order + "HH", patched, entry + 8, 1, 0)
+    return bytes(patched)
+
+
+def _tiff_exif(image) -> Optional[bytes]:
+    from PIL import Image
+
+    tags, kept = image.getexif(), Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE:
+        if tag in tags:
+            kept[tag] = tags[tag]
+    for tag in (_EXIF_IFD, _GPS_IFD):
+        if tags.get_ifd(tag):
+            kept[tag] = tags.get_ifd(tag)
+    return kept.tobytes() if len(kept) else None
 
 
 def _check_regular_file(path: Path) -> None:

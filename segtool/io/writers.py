@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import OutputError, OutputStorageError
 from . import ledger, storage
+from .images import ImageFacts
 from .images import reason as _reason
 
 
@@ -194,19 +195,40 @@ def read_exr(path: Path) -> dict[str, np.ndarray]:
         return {name: channel.pixels for name, channel in exr.channels().items()}
 
 
-def write_image(path: Path, image: np.ndarray, *, quality: int = 95) -> None:
-    """An RGB or RGBA uint8 picture in the format its extension names."""
+def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
+                facts: Optional[ImageFacts] = None) -> None:
+    """An RGB or RGBA uint8 picture in the format its extension names.
+
+    ``facts``: the source photo's colour profile and EXIF, embedded where the format carries them
+    (JPEG, PNG, WebP, TIFF; not BMP). Without them the file is plain (as mask files are).
+    """
     import imageio.v3 as iio
 
     suffix = PurePath(str(path)).suffix.lower()
     options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
     if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
         raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
+    options.update(_metadata_options(suffix, facts))
     with atomic_output(path) as tmp:
         try:
             iio.imwrite(tmp, image, plugin="pillow", extension=suffix, **options)
         except (ValueError, KeyError) as exc:
             raise OutputError(f"{path}: cannot encode as '{suffix}' ({_reason(exc)})") from exc
+
+
+_CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+_JPEG_EXIF_LIMIT = 65533 - 8  # one APP1 segment; Pillow refuses a longer EXIF block
+
+
+def _metadata_options(suffix: str, facts: Optional[ImageFacts]) -> dict:
+    if facts is None or suffix not in _CARRIES_METADATA:
+        return {}
+    options = {}
+    if facts.icc_profile:
+        options["icc_profile"] = facts.icc_profile
+    if facts.exif and not (suffix in (".jpg", ".jpeg") and len(facts.exif) > _JPEG_EXIF_LIMIT):
+        options["exif"] = facts.exif
+    return options
 
 
 def composite_extension(source: Path, override: Optional[str] = None) -> str:
