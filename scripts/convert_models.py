@@ -7,7 +7,7 @@ metadata, convert, compare with LiteRT on random inputs and a real photo, write
 
   python scripts/convert_models.py --source ../shared/models
   python scripts/convert_models.py --source ../shared/models --models hair   # hair.onnx stays untracked
-  python scripts/convert_models.py --models multiclass --allow-unpinned        # downloads, prints its sha256
+  python scripts/convert_models.py --models multiclass                         # downloads, checks the pinned sha256
 
 Needs the conversion and dev extras: pip install -e '.[dev]'
 """

@@ -65,6 +65,14 @@ def test_the_ends_of_the_blur_range_work(tmp_path, picture, model_env, value):
     assert (tmp_path / "out" / "cat.blur.png").is_file()
 
 
+@pytest.mark.parametrize("value", ["0", "-3", "257", "20000", "1.5", "nan"])
+def test_batch_size_out_of_range_is_a_usage_error(tmp_path, picture, model_env, value):
+    result = run_segtool(["image", picture, "--category-mask", f"--batch-size={value}", "-o", tmp_path / "out"],
+                         model_env)
+    assert_usage_error(result, "--batch-size")
+    assert not (tmp_path / "out").exists()
+
+
 # ---- counts beyond the machine ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, env_name", [(["--threads", "20000"], None), (["-j", "20000"], None),

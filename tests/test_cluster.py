@@ -91,7 +91,7 @@ def test_ray_engine_writes_what_the_local_engine_writes(photos, tmp_path, model_
                        ray_env(model_env, ray_cluster), **where)
     assert done.returncode == local.returncode == 1
     assert stderr_lines(done) == stderr_lines(local) == [
-        f"segtool: {photos.name}/truncated.jpg: truncated image (the pixel data ends early)",
+        f"segtool: {photos.name}/truncated.jpg: truncated image (the pixel data ends early: Premature end of JPEG file)",
         "segtool: 3 done, 1 failed"]
     assert snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
     ray_lines = {name: {**line, "outputs": [o.replace(str(tmp_path / "ray"), str(tmp_path / "local"))
@@ -146,7 +146,7 @@ def test_actors_read_and_write_s3_prefixes(photos, tmp_path, model_env, ray_clus
                        {**ray_env(model_env, ray_cluster), **s3_server.env})
     assert done.returncode == local.returncode == 1
     assert stderr_lines(done) == [f"segtool: s3://{bucket}/in/truncated.jpg: truncated image (the pixel data "
-                                  "ends early)", "segtool: 3 done, 1 failed"]
+                                  "ends early: Premature end of JPEG file)", "segtool: 3 done, 1 failed"]
     stored = {name.split("/out/", 1)[1]: fs.cat_file(name) for name in fs.find(f"{bucket}/out")}
     assert stored == snapshot(tmp_path / "local")
 

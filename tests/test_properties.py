@@ -180,13 +180,14 @@ VALUES = st.one_of(
                      "selfie", "deeplab", "hair", "cuda", "cpu", "fr", "-", "--blur"]),
     _typed,
 )
-IMAGE_OPTIONS = ["--blur-strength", "--threads", "-j", "--max-pixels", "--replace-bg", "--recolor-hair",
+IMAGE_OPTIONS = ["--blur-strength", "--threads", "-j", "-b", "--max-pixels", "--replace-bg", "--recolor-hair",
                  "--classes", "--composite-format", "--confidence-format", "--model", "--device", "--locale"]
-VIDEO_OPTIONS = ["--blur-strength", "--threads", "--smooth", "--replace-bg", "--classes", "--model",
+VIDEO_OPTIONS = ["--blur-strength", "--threads", "--smooth", "--max-pixels", "--replace-bg", "--classes", "--model",
                  "--confidence-format", "--mask-video"]
-IMAGE_FLAGS = ["--blur", "--cutout", "--category-mask", "--no-confidence-masks", "--skip-existing", "--json",
-               "-r", "--no-refine", "-q"]
-VIDEO_FLAGS = ["--blur", "--cutout", "--alpha", "--category-mask", "--confidence-masks", "--no-audio", "-q"]
+IMAGE_FLAGS = ["--blur", "--cutout", "--alpha-mask", "--palette", "--strip-metadata", "--category-mask",
+               "--no-confidence-masks", "--skip-existing", "--json", "-r", "--no-refine", "-q"]
+VIDEO_FLAGS = ["--blur", "--cutout", "--alpha", "--alpha-mask", "--palette", "--category-mask", "--confidence-masks",
+               "--no-audio", "-q"]
 # File names that have broken tools: spaces, a leading dash, non-ASCII, bytes that are not UTF-8.
 NAMES = st.sampled_from(["a b", "-dash", "café", "日本", os.fsdecode(b"bad\xff"), ".hidden", "x" * 120, "a.jpg.png"])
 OUTPUTS = st.sampled_from(["out", "out/", "in", "file.txt/out", "out.mp4", "out.gif", "deep/er/out"])

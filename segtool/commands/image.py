@@ -1,13 +1,13 @@
 """`segtool image`: segment still images into masks and composites."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .options import (composite_options, jobs_option, mask_options, model_options, output_dir_option,
                       palette_option, strip_metadata_option)
 from .report import Reporter, progress
+
+MAX_BATCH_SIZE = 256  # two batches of decoded 1080p images are held at once: 3 GB here
 
 
 @click.command()
@@ -24,8 +24,10 @@ from .report import Reporter, progress
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose outputs all exist (resume a run).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
               help="Refuse images larger than this many pixels before decoding them.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, envvar="SEGTOOL_BATCH_SIZE",
-              help="Images per inference call (default: 16 on CUDA, 1 on CPU, where batches do not pay).")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1, max=MAX_BATCH_SIZE), default=None,
+              envvar="SEGTOOL_BATCH_SIZE",
+              help=f"Images per inference call (default: 16 on CUDA, 1 on CPU, where batches do not pay; "
+                   f"at most {MAX_BATCH_SIZE}, since two batches of decoded images are held at once).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per input on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="One line per written input on stderr.")
@@ -98,7 +100,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             confidence_format=confidence_format, composites=composites,
             effect_options=composite.effect_options(labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
-            protected=_identities([i.path for i in items] + [composite.backdrop]),
+            protected=sio.identities([i.path for i in items] + [composite.backdrop]),
             keep_metadata=not strip_metadata,
         )
         sio.ensure_dir(outputs.out_dir)
@@ -125,10 +127,3 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
 
 def _say(line: str) -> None:
     click.echo(f"segtool: {line}", err=True)
-
-
-def _identities(paths) -> frozenset:
-    """(device, inode) of each file in ``paths``: what this run reads, so never overwrites."""
-    from ..io import file_identity
-
-    return frozenset(filter(None, (file_identity(p) for p in paths if isinstance(p, Path))))

@@ -84,7 +84,7 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
                                "--category-mask or --confidence-masks")
     if per_frame and to_file:
         raise click.UsageError("per-frame masks need --output to be a folder, not a video file")
-    protected = _identities([input_path, composite.backdrop])
+    protected = sio.identities([input_path, composite.backdrop])
     _refuse_overwrites(videos, protected)
     if per_frame:
         frames = VideoOutputs(frames_dir=output, stem=input_path.stem, category_mask=category_mask,
@@ -175,10 +175,6 @@ def _planned_videos(input_path: Path, output: Path, to_file: bool, names, alpha:
     return planned
 
 
-def _identities(paths) -> frozenset:
-    from .. import io as sio
-
-    return frozenset(filter(None, (sio.file_identity(p) for p in paths if isinstance(p, Path))))
 
 
 def _refuse_overwrites(videos, protected: frozenset) -> None:

@@ -57,6 +57,12 @@ def file_identity(path) -> Optional[tuple[int, int]]:
     return (info.st_dev, info.st_ino)
 
 
+def identities(paths) -> frozenset:
+    """(device, inode) of each local file among ``paths`` (others, and None, are left out):
+    what a run reads, and so never writes over."""
+    return frozenset(filter(None, (file_identity(p) for p in paths if isinstance(p, Path) and not storage.is_remote(p))))
+
+
 def may_replace(path) -> bool:
     """Whether an output may be written at ``path``: nothing is there, or segtool's own file."""
     return foreign_reason(path) is None
