@@ -48,8 +48,11 @@ def test_killed_at_random_moments_then_resumed(tmp_path, batch, model_env):
     for trial in range(KILLS):
         out = tmp_path / f"killed{trial}"
         which = signal.SIGINT if trial % 2 == 0 else signal.SIGTERM
-        delay = rng.uniform(0.1, full_run)
-        code, err = kill_after(["image", batch, "-o", out, *OPTIONS], model_env, delay, which)
+        # Half the kills at any moment of the run; the other half once its first output is
+        # there, so that some surely land mid-batch however long start-up takes on this machine.
+        delay = rng.uniform(0.1, full_run) if trial % 4 < 2 else rng.uniform(0.0, 0.2)
+        code, err = kill_after(["image", batch, "-o", out, *OPTIONS], model_env, delay, which,
+                               after_first_output=out if trial % 4 >= 2 else None)
         assert code in (0, EXIT_STATUS[which]) or before_segtool_ran(code, err, which), (trial, code, err)
         assert partial_files(out) == [], trial
         left = snapshot(out) if out.exists() else {}
@@ -67,9 +70,14 @@ def before_segtool_ran(code: int, err: str, which: signal.Signals) -> bool:
     return code == -which or (code == 1 and "Fatal Python error" in err)
 
 
-def kill_after(args, env, delay: float, which: signal.Signals) -> int:
+def kill_after(args, env, delay: float, which: signal.Signals, after_first_output=None) -> int:
+    """Signal a segtool run ``delay`` s after it starts (or after its first output appears in
+    the folder ``after_first_output``); (exit status, stderr)."""
     process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while after_first_output is not None and process.poll() is None and not (
+            after_first_output.is_dir() and visible(after_first_output)):
+        time.sleep(0.005)
     time.sleep(delay)
     process.send_signal(which)
     _, err = process.communicate(timeout=60)
