@@ -103,8 +103,7 @@ def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Item
     if decided is not None:
         return decided
     try:
-        image = sio.read_image(item.path, max_pixels=outputs.max_pixels)
-        facts = composite_facts(item, outputs)
+        image, facts = load_input(item, outputs)
         result = segmenter.segment(image)
         write_outputs(plan, image, result, segmenter.labels, outputs, facts)
     except (SegtoolError, MemoryError) as exc:
@@ -141,12 +140,12 @@ def decided_before_work(item: sio.InputItem, plan: dict[str, Path], outputs: Ima
     return None if refused is None else ItemReport(item.path, error=refused)
 
 
-def composite_facts(item: sio.InputItem, outputs: ImageOutputs) -> Optional[sio.ImageFacts]:
-    """The photo's colour profile and EXIF for its composites to keep (None: --strip-metadata,
-    or no composite but the alpha mask, which stays plain like the other mask files)."""
+def load_input(item: sio.InputItem, outputs: ImageOutputs) -> tuple[np.ndarray, Optional[sio.ImageFacts]]:
+    """The input's pixels, and its colour profile and EXIF for its composites to keep, in one read
+    (facts None: --strip-metadata, or no composite but the alpha mask, which stays plain)."""
     if not outputs.keep_metadata or not set(outputs.composites) - {"alpha"}:
-        return None
-    return sio.read_image_facts(item.path)
+        return sio.read_image(item.path, max_pixels=outputs.max_pixels), None
+    return sio.read_image_and_facts(item.path, max_pixels=outputs.max_pixels)
 
 
 def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,

@@ -22,8 +22,8 @@ from typing import Optional
 
 from . import io as sio
 from .errors import SegtoolError
-from .pipeline import (ImageOutputs, ItemReport, _clash, composite_facts, decided_before_work, done_report,
-                       failed_report, planned_outputs, write_outputs)
+from .pipeline import (ImageOutputs, ItemReport, _clash, decided_before_work, done_report,
+                       failed_report, load_input, planned_outputs, write_outputs)
 
 
 @dataclass
@@ -108,9 +108,8 @@ class _BatchRunner:
         if decided is not None:
             return decided
         try:
-            image = sio.read_image(item.path, max_pixels=self.outputs.max_pixels)
-            return _Loaded(item, plan, image, self.segmenter.prepare(image), started,
-                           composite_facts(item, self.outputs))
+            image, facts = load_input(item, self.outputs)
+            return _Loaded(item, plan, image, self.segmenter.prepare(image), started, facts)
         except (SegtoolError, MemoryError) as exc:
             return failed_report(item, exc, started)
 

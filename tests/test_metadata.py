@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from segtool.io import ImageFacts, read_image, read_image_facts, write_image
+from segtool.io import ImageFacts, read_image, read_image_and_facts, write_image
 from segtool.io.images import _orientation_reset
 from segtool_process import model_env, run_segtool  # noqa: F401  (model_env is a fixture)
 
@@ -172,7 +172,7 @@ def _little_endian(exif: Image.Exif) -> bytes:
 def test_damaged_exif_is_left_out(tmp_path, damage):
     path = tmp_path / "odd.jpg"
     Image.fromarray(upright_photo()).save(path, exif=damage, icc_profile=P3)
-    facts = read_image_facts(path)
+    facts = read_image_and_facts(path)[1]
     assert facts.exif is None and facts.icc_profile == P3
     assert read_image(path).shape == upright_photo().shape
 
@@ -181,13 +181,13 @@ def test_non_rgb_profiles_are_not_carried_onto_rgb_composites(tmp_path):
     lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
     path = tmp_path / "lab-profile.png"
     Image.fromarray(upright_photo()).save(path, icc_profile=lab)
-    assert read_image_facts(path) == ImageFacts()
+    assert read_image_and_facts(path)[1] == ImageFacts()
 
 
 def test_untagged_photos_have_no_facts_and_give_plain_files(tmp_path):
     source = tmp_path / "plain.jpg"
     Image.fromarray(upright_photo()).save(source)
-    facts = read_image_facts(source)
+    facts = read_image_and_facts(source)[1]
     assert facts == ImageFacts()
     write_image(tmp_path / "copy.jpg", upright_photo(), facts=facts)
     assert_plain(tmp_path / "copy.jpg")

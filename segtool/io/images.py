@@ -39,17 +39,28 @@ def read_image(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) ->
 
     Every failure is an InputError whose message names the file and says why, on one line.
     """
+    return _read(path, max_pixels, with_facts=False)[0]
+
+
+def read_image_and_facts(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
+                         ) -> tuple[np.ndarray, "ImageFacts"]:
+    """``read_image`` and the file's ImageFacts, from one read of the file (or object)."""
+    return _read(path, max_pixels, with_facts=True)
+
+
+def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
     path, source = _source(path)
     try:
         with _pillow_warnings_silenced(), _open(source) as image:
             _check_pixels(path, image.size, max_pixels)
+            facts = _facts_of(image) if with_facts else None  # before _pixels, which may replace it
             pixels = _pixels(image)
             orientation = _orientation(image)
     except InputError:
         raise
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
         raise _decode_error(path, exc, max_pixels, source) from exc
-    return _upright(to_rgb8(pixels), orientation)
+    return _upright(to_rgb8(pixels), orientation), facts
 
 
 def _source(path):
@@ -76,16 +87,15 @@ class ImageFacts:
     exif: Optional[bytes] = None
 
 
-def read_image_facts(path: Path) -> ImageFacts:
-    """The colour profile and EXIF of an image file, from its header (no pixels are decoded).
+def _facts_of(image) -> ImageFacts:
+    """The colour profile and EXIF of an opened image, from its header (no pixels decoded).
 
     Metadata never fails an image: a block that cannot be used is left out (an EXIF block whose
     orientation cannot be reset would turn the upright composite a second time in a viewer).
     """
     try:
-        with _pillow_warnings_silenced(), _open(_source(path)[1]) as image:
-            return ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
-    except Exception:  # the pixels decoded (read_image raises otherwise); only the facts are lost
+        return ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
+    except Exception:  # Pillow's metadata parsers raise assorted errors on malformed blocks
         return ImageFacts()
 
 
