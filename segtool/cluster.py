@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from .errors import ClusterError, SegtoolError
 from .io.writers import remove_stale_partials
 from .options import ImageSegmenterOptions
-from .pipeline import ImageOutputs, ItemReport, planned_outputs, process_image
+from .pipeline import ImageOutputs, ItemReport, _clash, planned_outputs, process_image
 
 # Settings a worker must see as the driver does: where models are installed.
 FORWARDED_ENV = ("SEGTOOL_BUNDLED_DIR", "SEGTOOL_MODELS_DIR")
@@ -152,24 +152,17 @@ def _quiet(ray) -> None:
 
 def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> tuple[list[bytes], set]:
     """The inputs that need work (pickled) and the folders they write; clashes and (with
-    --skip-existing) done ones are reported here, as the local engine reports them.
-
-    Outputs are claimed by name (a string, not a path object): a few hundred bytes per input.
-    """
+    --skip-existing) done ones are reported here, as the local engine reports them."""
     from .io import existing, is_remote
 
     todo, claimed, folders = [], {}, set()
     for item in items:
         plan = planned_outputs(item, outputs)
-        names = [str(p) for p in plan.values()]
-        owner = next((claimed[n] for n in names if claimed.get(n, item.path) != item.path), None)
-        if owner is not None:
-            on_item(ItemReport(item.path, error=f"{item.path}: its outputs would overwrite those of "
-                                                f"{owner}; rename one of them"))
-            continue
-        claimed.update((n, item.path) for n in names)
-        if outputs.skip_existing and plan and existing(plan.values()):
-            on_item(ItemReport(item.path, tuple(plan.values()), skipped=True))
+        settled = _clash(item, outputs, claimed)
+        if settled is None and outputs.skip_existing and plan and existing(plan.values()):
+            settled = ItemReport(item.path, tuple(plan.values()), skipped=True)
+        if settled is not None:
+            on_item(settled)
             continue
         todo.append(pickle.dumps(item))
         folders.update(p.parent for p in plan.values() if not is_remote(p))

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import UsageError
-from .refine import estimate_foreground, refine_alpha  # noqa: F401  (refine_alpha: part of this module's interface)
+from .refine import estimate_foreground, refine_alpha
 
 Color = tuple[int, int, int]
 
