@@ -11,7 +11,7 @@ alternating with this tree's, so that the two are compared under the same load.
 
 For 720p30 and 1080p30 synthetic clips (tests/clips.py: a real person sliding over a flat
 background, with audio), each model blurs the background of every frame and writes an H.264 MP4.
-segtool is timed through ``segtool.video.run_video`` as `segtool video --blur` sets it up
+segtool is timed through ``segtool.engines.stream.run_video`` as `segtool video --blur` sets it up
 (decode, VIDEO-mode inference with ``pipeline_options``, the blur composite with its edge
 refinement, encode, audio copied). The MediaPipe loop runs
 in /work/mpvenv (mediapipe 0.10.21) as a subprocess and does the same job its usual way: frames
@@ -110,7 +110,7 @@ def segtool_run(model: str, clip: Path, out: Path) -> Run | None:
     from segtool.errors import ModelError
     from segtool.options import ImageSegmenterOptions, RunningMode
     from segtool.segmenter import ImageSegmenter
-    from segtool.video import VideoOutputs, pipeline_options, run_video
+    from segtool.engines.stream import VideoOutputs, pipeline_options, run_video
 
     options = pipeline_options(ImageSegmenterOptions(model=model, running_mode=RunningMode.VIDEO))
     try:
@@ -152,7 +152,7 @@ def live_run(seconds: float = 11.0, warmup_s: float = 1.0) -> dict:
     from segtool import effects
     from segtool import io as sio
     from segtool.options import ImageSegmenterOptions
-    from segtool.video import LiveOutputs, run_live
+    from segtool.engines.stream import LiveOutputs, run_live
 
     statuses = []
     with tempfile.TemporaryDirectory() as tmp, sio.open_live(LIVE_SOURCE.format(seconds=seconds)) as reader:

@@ -80,9 +80,6 @@ def composite_alpha(image: np.ndarray, confidence_masks: np.ndarray, options: Ef
     return refine_alpha(alpha, image) if options.refine else alpha
 
 
-composite = render  # the name pipeline.write_outputs has always called
-
-
 def subject_alpha(confidence_masks: np.ndarray, classes: Optional[Sequence[int]] = None) -> np.ndarray:
     """Per-pixel probability that the pixel belongs to the subject, float32 (H, W) in [0, 1]."""
     count = confidence_masks.shape[0]

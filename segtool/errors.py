@@ -1,6 +1,13 @@
 """Exceptions whose message is what the user reads: one line, naming the thing at fault."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what goes
+    after "cannot read (...)" when a library's error becomes one of segtool's lines."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class SegtoolError(Exception):
     """Base class: the CLI prints ``str(error)`` on one line and moves on or exits."""
 

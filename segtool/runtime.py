@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelError, ProviderError
+from .errors import ModelError, ProviderError, first_line
 
 # Order matters: `auto` takes the first one onnxruntime offers.
 DEVICE_PROVIDERS = {
@@ -237,7 +237,7 @@ class InferenceSession:
             self._session = ort.InferenceSession(source, _session_options(threads, spin),
                                                  providers=[_with_options(p) for p in providers])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"{name or model_path}: onnxruntime cannot load this model ({_first_line(exc)})") from exc
+            raise ModelError(f"{name or model_path}: onnxruntime cannot load this model ({first_line(exc)})") from exc
         _check_provider_started(device, self._session.get_providers())
         first_input = self._session.get_inputs()[0]
         self._input_name = first_input.name
@@ -267,7 +267,7 @@ class InferenceSession:
             raise
         except Exception as exc:  # onnxruntime's untyped errors: mostly a failed allocation on the device
             hint = "; a smaller --batch-size needs less device memory" if images > 1 else ""
-            raise ProviderError(f"{self.providers[0]} could not run {images} image(s): {_first_line(exc)}{hint}") from exc
+            raise ProviderError(f"{self.providers[0]} could not run {images} image(s): {first_line(exc)}{hint}") from exc
 
 
 def _session_options(num_threads: int, spin: bool) -> ort.SessionOptions:
@@ -287,8 +287,3 @@ def _check_provider_started(device: str, active: Sequence[str]) -> None:
     if device not in ("auto", "cpu") and wanted not in active:
         raise ProviderError(f"device '{device}': onnxruntime offers {wanted} but could not start it "
                             f"(its libraries failed to load; `segtool info` lists what is installed)")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

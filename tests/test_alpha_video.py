@@ -7,7 +7,7 @@ import pytest
 from clips import decode, make_clip
 from segtool import effects
 from segtool.options import SegmentationResult
-from segtool.video import MASK_VIDEO, render
+from segtool.engines.stream import MASK_VIDEO, render
 from segtool_process import run_segtool
 
 skimage_data = pytest.importorskip("skimage.data")

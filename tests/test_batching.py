@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import badinput_corpus as corpus
-from segtool_process import partial_files, run_segtool, snapshot, stderr_lines, visible
+from segtool_process import needs_model, partial_files, run_segtool, snapshot, stderr_lines, visible
 from test_disk_full import assert_stopped_on_full_disk
 from test_throughput_cli import _picture  # small real photos, each shifted so no two alike
 
@@ -112,12 +112,9 @@ MODELS = ("selfie", "selfie_landscape", "deeplab", "hair")
 
 @pytest.mark.parametrize("model", MODELS)
 def test_segment_batch_equals_segment_for_mixed_sizes(model):
-    from segtool import ImageSegmenter, ImageSegmenterOptions, registry
+    from segtool import ImageSegmenter, ImageSegmenterOptions
 
-    try:
-        registry.locate(model)
-    except registry.ModelError as exc:
-        pytest.skip(str(exc))
+    needs_model(model)
     images = [np.asarray(_picture(i, size)) for i, size in enumerate(SIZES[:5])]
     options = ImageSegmenterOptions(model=model, output_category_mask=True, device="cpu")
     with ImageSegmenter.create_from_options(options) as segmenter:

@@ -13,7 +13,7 @@ import pytest
 
 import badinput_corpus as corpus
 from clips import make_clip
-from segtool_process import partial_files, run_segtool, segtool_command, stderr_lines
+from segtool_process import partial_files, run_segtool, segtool_command, start_segtool, stderr_lines
 
 
 @pytest.fixture
@@ -94,9 +94,8 @@ def test_a_run_asked_for_20000_threads_still_stops_on_a_signal(tmp_path, model_e
     folder.mkdir()
     for index in range(40):
         (folder / f"p{index:02d}.png").write_bytes(corpus.png(corpus.astronaut()))
-    process = subprocess.Popen(segtool_command() + ["image", str(folder), "-j", "20000", "--threads", "20000",
-                                                    "--category-mask", "-o", str(tmp_path / "out")],
-                               env=model_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = start_segtool(["image", folder, "-j", "20000", "--threads", "20000", "--category-mask",
+                             "-o", tmp_path / "out"], model_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     out = tmp_path / "out"
     while process.poll() is None and not (out.is_dir() and any(out.iterdir())):
         time.sleep(0.05)

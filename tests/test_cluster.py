@@ -19,7 +19,7 @@ import time
 import imageio.v3 as iio
 import pytest
 
-from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, snapshot, stderr_lines
+from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, start_segtool, snapshot, stderr_lines
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 pytest.importorskip("ray.data", reason="Ray Data is the cluster engine (pip install -e '.[dev]')")
@@ -71,8 +71,7 @@ def expected_many(one_local: dict, count: int = 16) -> dict[str, bytes]:
 
 
 def start(args: list, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start_segtool(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_outputs(folder, count: int, process: subprocess.Popen, timeout: float = 120) -> None:

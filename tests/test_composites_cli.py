@@ -10,10 +10,6 @@ import pytest
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
-pytestmark = pytest.mark.skipif(not (MODELS / "selfie.onnx").is_file(),
-                                reason="models/selfie.onnx is not converted yet (issue 3)")
-pytest.importorskip("segtool.preprocess", reason="preprocess.py is not written yet")
-pytest.importorskip("segtool.postprocess", reason="postprocess.py is not written yet")
 skimage_data = pytest.importorskip("skimage.data")
 cbook = pytest.importorskip("matplotlib.cbook")
 

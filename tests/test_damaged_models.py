@@ -73,8 +73,6 @@ def test_truncated_bundled_model(picture, model_env):
 
 def test_wrong_model_under_a_bundled_name(picture, model_env):
     folder = bundled(model_env)
-    if not (folder / "deeplab.onnx").is_file():
-        pytest.skip("deeplab.onnx not converted yet")
     shutil.copyfile(folder / "selfie.onnx", folder / "deeplab.onnx")
     lines = segment_with("deeplab", picture, model_env)
     assert len(lines) == 1 and str(folder / "deeplab.onnx") in lines[0] and BUNDLED_HINT in lines[0]

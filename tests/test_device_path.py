@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtool import ImageProcessingOptions, ImageSegmenter, ImageSegmenterOptions, registry
+from segtool import ImageProcessingOptions, ImageSegmenter, ImageSegmenterOptions
 from segtool.errors import ProviderError
 from segtool.runtime import choose_path, default_batch_size
-from segtool_process import run_segtool, snapshot, stderr_lines
+from segtool_process import needs_model, run_segtool, snapshot, stderr_lines
 from test_parity import load_image
 
 MODELS = ("selfie", "selfie_landscape", "deeplab", "hair")
@@ -26,10 +26,7 @@ CPU = ["CPUExecutionProvider"]
 
 
 def _segmenter(model, path, monkeypatch, **options):
-    try:
-        registry.locate(model)
-    except registry.ModelError as exc:
-        pytest.skip(str(exc))
+    needs_model(model)
     monkeypatch.setenv("SEGTOOL_PATH", path)
     options.setdefault("output_category_mask", True)
     return ImageSegmenter.create_from_options(ImageSegmenterOptions(model=model, device="cpu", **options))

@@ -335,12 +335,6 @@ def test_unknown_composite_and_missing_settings_are_usage_errors():
         effects.render("recolor", image, masks, effects.EffectOptions())
 
 
-def test_composite_keeps_its_old_call_shape():
-    image = skimage_data.coffee()
-    masks = as_masks(model_like_mask(image.shape[:2]))
-    opts = options(True)
-    np.testing.assert_array_equal(effects.composite("blur", image, masks, opts),
-                                  effects.render("blur", image, masks, opts))
 
 
 @pytest.mark.parametrize("name", effects.COMPOSITES)

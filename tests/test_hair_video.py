@@ -5,17 +5,15 @@ import numpy as np
 import pytest
 
 from segtool import ImageSegmenter, ImageSegmenterOptions, RunningMode
-from segtool.errors import ModelNotInstalledError
+from segtool_process import needs_model
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photo")
 
 
 def hair_masks(mode: RunningMode, frames: int) -> list[np.ndarray]:
     options = ImageSegmenterOptions(model="hair", running_mode=mode)
-    try:
-        segmenter = ImageSegmenter.create_from_options(options)
-    except ModelNotInstalledError as exc:
-        pytest.skip(str(exc))
+    needs_model("hair")
+    segmenter = ImageSegmenter.create_from_options(options)
     image = skdata.astronaut()
     with segmenter:
         if mode is RunningMode.IMAGE:

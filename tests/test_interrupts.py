@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import badinput_corpus as corpus
-from segtool_process import partial_files, run_segtool, segtool_command, snapshot, stderr_lines, visible
+from segtool_process import partial_files, run_segtool, start_segtool, snapshot, stderr_lines, visible
 
 KILLS = 6
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -73,8 +73,7 @@ def before_segtool_ran(code: int, err: str, which: signal.Signals) -> bool:
 def kill_after(args, env, delay: float, which: signal.Signals, after_first_output=None) -> int:
     """Signal a segtool run ``delay`` s after it starts (or after its first output appears in
     the folder ``after_first_output``); (exit status, stderr)."""
-    process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = start_segtool(args, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while after_first_output is not None and process.poll() is None and not (
             after_first_output.is_dir() and visible(after_first_output)):
         time.sleep(0.005)

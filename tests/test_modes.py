@@ -7,20 +7,11 @@ import threading
 import numpy as np
 import pytest
 
-from segtool import registry
 from segtool.errors import UsageError
 from segtool.options import ImageSegmenterOptions, RunningMode
 from segtool.segmenter import ImageSegmenter
 
 IMAGE = np.full((96, 128, 3), 127, np.uint8)
-
-
-@pytest.fixture(autouse=True)
-def selfie_installed():
-    try:
-        registry.locate("selfie")
-    except registry.ModelError:
-        pytest.skip("the selfie model is not converted yet")
 
 
 def make(mode: RunningMode, callback=None, **options) -> ImageSegmenter:

@@ -28,8 +28,8 @@ from segtool import ImageSegmenter, ImageSegmenterOptions, effects
 from segtool import io as sio
 from segtool.io import InputItem, category_palette, image_extensions, is_output_name, read_image
 from segtool.io.ledger import LEDGER_NAME
-from segtool.pipeline import ImageOutputs, planned_outputs
-from segtool.video import VideoOutputs, frame_file_names
+from segtool.outputs import ImageOutputs, frame_files, planned_outputs
+from segtool.engines.stream import VideoOutputs
 from segtool_process import partial_files, run_segtool, snapshot, stderr_lines, visible
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
@@ -385,7 +385,7 @@ def test_every_output_name_is_known_to_the_walk():
             assert all(is_output_name(p.name) for p in plan.values()), plan
     frames = VideoOutputs(frames_dir=Path("out"), stem="talk", category_mask=True, category_preview=True,
                           confidence_masks=True)
-    assert all(is_output_name(p.name) for p in frame_file_names("talk", 12, frames).values())
+    assert all(is_output_name(p.name) for p in frame_files("talk", 12, frames.frame_masks).values())
     assert not any(is_output_name(n) for n in ("blur.jpg", "a.jpg", "holiday.2024.jpg", "a.part.png"))
 
 

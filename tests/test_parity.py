@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from segtool import registry
-from segtool.errors import ModelNotInstalledError
+from segtool_process import needs_model
 from segtool.postprocess import postprocess
 from segtool.preprocess import image_to_tensor
 
@@ -101,10 +101,7 @@ def test_segmenter_matches_mediapipe(case):
     rotation = int(fixture["rotation_degrees"])
     if rotation % 180 and image.shape[0] != image.shape[1]:
         pytest.skip("MediaPipe stretches 90/270-degree masks of non-square images; no common layout")
-    try:
-        registry.locate(model)
-    except ModelNotInstalledError as exc:
-        pytest.skip(str(exc))
+    needs_model(model)
     options = ImageSegmenterOptions(model=model, output_category_mask=True)
     with ImageSegmenter.create_from_options(options) as segmenter:
         result = segmenter.segment(image, ImageProcessingOptions(rotation_degrees=rotation))
@@ -117,10 +114,8 @@ def test_segmenter_matches_mediapipe(case):
 def test_pipeline_matches_mediapipe(case):
     ort = pytest.importorskip("onnxruntime")
     model, fixture, image = load_case(case)
-    try:
-        spec, path = registry.locate(model).spec, registry.locate(model).path
-    except ModelNotInstalledError as exc:
-        pytest.skip(str(exc))
+    needs_model(model)
+    spec, path = registry.locate(model).spec, registry.locate(model).path
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rotation = int(fixture["rotation_degrees"])
     tensor = image_to_tensor(image, spec.input_size, mean=spec.mean, std=spec.std,

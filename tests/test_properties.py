@@ -7,15 +7,13 @@ import os
 import subprocess
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from segtool import postprocess, preprocess
 from segtool.io import to_rgb8
 
-preprocess = pytest.importorskip("segtool.preprocess")
-postprocess = pytest.importorskip("segtool.postprocess")
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROTATIONS = st.sampled_from([0, 90, 180, 270, -90, 450])

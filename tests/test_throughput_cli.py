@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segtool import pipeline
+from segtool.engines import local as engine
+from segtool.outputs import ImageOutputs, ItemReport
 from segtool.io import InputItem
 from segtool_process import run_segtool, segtool_command, snapshot, stderr_lines, visible
 
@@ -217,8 +218,8 @@ class _Recorder:
             self.running -= 1
             self.spans.setdefault(item.path, []).append((begun, time.perf_counter()))
         if self.stop_at is not None and int(item.path.stem) >= self.stop_at:
-            return pipeline.ItemReport(item.path, error=f"{item.path}: No space left on device", stops_batch=True)
-        return pipeline.ItemReport(item.path, outputs=(item.path,))
+            return ItemReport(item.path, error=f"{item.path}: No space left on device", stops_batch=True)
+        return ItemReport(item.path, outputs=(item.path,))
 
 
 def _items(count, pulled):
@@ -228,13 +229,13 @@ def _items(count, pulled):
 
 
 def _outputs(tmp_path):
-    return pipeline.ImageOutputs(out_dir=tmp_path, confidence_masks=False, category_mask=True)
+    return ImageOutputs(out_dir=tmp_path, confidence_masks=False, category_mask=True)
 
 
 @pytest.mark.parametrize("jobs", [2, 4])
 def test_in_order_with_a_bounded_number_in_flight(tmp_path, monkeypatch, jobs):
     recorder = _Recorder()
-    monkeypatch.setattr(pipeline, "process_image", recorder)
+    monkeypatch.setattr(engine, "process_image", recorder)
     pulled, ahead = [], []
     reported = []
 
@@ -242,17 +243,18 @@ def test_in_order_with_a_bounded_number_in_flight(tmp_path, monkeypatch, jobs):
         reported.append(report)
         ahead.append(len(pulled) - len(reported))
 
-    reports = pipeline.run_images(_items(40, pulled), None, _outputs(tmp_path), on_item, jobs=jobs)
-    assert [r.input.stem for r in reports] == [str(i) for i in range(40)] and reports == reported
+    engine.run_images(_items(40, pulled), None, _outputs(tmp_path), on_item, jobs=jobs)
+    assert [r.input.stem for r in reported] == [str(i) for i in range(40)]
     assert recorder.most_running == jobs
     assert max(ahead) <= 2 * jobs  # inputs read but not yet reported: memory stays flat
 
 
 def test_a_full_disk_stops_the_batch_once(tmp_path, monkeypatch):
     recorder = _Recorder(stop_at=5)
-    monkeypatch.setattr(pipeline, "process_image", recorder)
+    monkeypatch.setattr(engine, "process_image", recorder)
     pulled = []
-    reports = pipeline.run_images(_items(100, pulled), None, _outputs(tmp_path), jobs=3)
+    reports = []
+    engine.run_images(_items(100, pulled), None, _outputs(tmp_path), reports.append, jobs=3)
     stems = [int(r.input.stem) for r in reports]
     assert stems[:6] == list(range(6)) and stems == sorted(stems)
     assert [r.stops_batch for r in reports].count(True) == 1  # one line about the disk, not one per job
@@ -261,17 +263,19 @@ def test_a_full_disk_stops_the_batch_once(tmp_path, monkeypatch):
 
 def test_an_input_listed_twice_is_not_written_by_two_threads_at_once(tmp_path, monkeypatch):
     recorder = _Recorder(delay=0.02)
-    monkeypatch.setattr(pipeline, "process_image", recorder)
+    monkeypatch.setattr(engine, "process_image", recorder)
     same = InputItem(Path("7.png"), PurePath("7.png"))
     items = [same, InputItem(Path("1.png"), PurePath("1.png")), same, same]
-    reports = pipeline.run_images(items, None, _outputs(tmp_path), jobs=4)
+    reports = []
+    engine.run_images(items, None, _outputs(tmp_path), reports.append, jobs=4)
     assert [r.input for r in reports] == [i.path for i in items] and all(r.ok for r in reports)
     spans = sorted(recorder.spans[same.path])
     assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
 
 
 def test_clashing_outputs_still_fail_the_second_input(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "process_image", _Recorder())
+    monkeypatch.setattr(engine, "process_image", _Recorder())
     items = [InputItem(Path("d1/3.png"), PurePath("3.png")), InputItem(Path("d2/3.jpg"), PurePath("3.jpg"))]
-    reports = pipeline.run_images(items, None, _outputs(tmp_path), jobs=2)
+    reports = []
+    engine.run_images(items, None, _outputs(tmp_path), reports.append, jobs=2)
     assert reports[0].ok and not reports[1].ok and "would overwrite" in reports[1].error

@@ -17,9 +17,9 @@ from segtool import io as sio
 from segtool.errors import InputError, OutputError
 from segtool.io.video import parse_header, parse_rate
 from segtool.options import SegmentationResult
-from segtool.video import (MASK_VIDEO, QUEUE_DEPTH, Smoother, StrictClock, VideoOutputs, run_video,
+from segtool.engines.stream import (MASK_VIDEO, QUEUE_DEPTH, Smoother, StrictClock, VideoOutputs, run_video,
                            smooth_confidence)
-from segtool_process import partial_files, run_on_terminal, run_segtool, segtool_command, stderr_lines, visible
+from segtool_process import partial_files, run_on_terminal, run_segtool, start_segtool, stderr_lines, visible
 
 FRAMES = 45  # 1.5 s at 30 fps
 
@@ -364,8 +364,8 @@ def test_command_usage_errors(tmp_path, clip, model_env, args, message):
 def test_command_stopped_midway_leaves_nothing(tmp_path, model_env, stop, code):
     source = make_clip(tmp_path / "long.mp4", frames=600, audio=False)
     out = tmp_path / "out"
-    process = subprocess.Popen(segtool_command() + ["video", str(source), "--blur", "-o", f"{out}/"],
-                               env=model_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = start_segtool(["video", source, "--blur", "-o", f"{out}/"], model_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not partial_files(tmp_path) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)

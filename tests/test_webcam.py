@@ -17,8 +17,8 @@ from segtool import io as sio
 from segtool.errors import InputError, UsageError
 from segtool.io.video import encoder_args, live_input
 from segtool.options import ImageSegmenterOptions, RunningMode, SegmentationResult
-from segtool.video import LiveOutputs, run_live
-from segtool_process import partial_files, run_segtool, segtool_command, stderr_lines
+from segtool.engines.stream import LiveOutputs, run_live
+from segtool_process import partial_files, run_segtool, start_segtool, stderr_lines
 
 TESTSRC = "lavfi:testsrc2=size=320x240:rate=30"
 
@@ -156,8 +156,8 @@ def test_command_file_source_to_file(tmp_path, clip, model_env):
 
 
 def start_webcam(out: Path, env, source: str = TESTSRC) -> subprocess.Popen:
-    return subprocess.Popen(segtool_command() + ["webcam", "--source", source, "--blur", "-o", str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start_segtool(["webcam", "--source", source, "--blur", "-o", out], env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_output(folder: Path, seconds: float = 60) -> None:

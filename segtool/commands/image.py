@@ -7,6 +7,7 @@ from .options import (composite_options, jobs_option, mask_options, model_option
                       palette_option, strip_metadata_option)
 from .report import Reporter, progress
 
+READ_AHEAD = 10_000  # inputs listed before any work: a progress bar's total, inputs protected early
 MAX_BATCH_SIZE = 256  # two batches of decoded 1080p images are held at once: 3 GB here
 
 
@@ -62,7 +63,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     from .. import io as sio
     from ..errors import InputError
     from ..options import ImageSegmenterOptions
-    from ..pipeline import ImageOutputs, run_images
+    from ..outputs import ImageOutputs, InputSet
     from ..runtime import default_jobs, default_threads
     from ..segmenter import ImageSegmenter
 
@@ -87,11 +88,13 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
-    items = list(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
-                                   out_dir=sio.location(out_dir), on_empty=_say))
-    if not items:
+    items, total = _streamed(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
+                                               out_dir=sio.location(out_dir), on_empty=_say))
+    if total == 0:
         raise InputError("no input found: no paths on stdin" if inputs == ("-",) else
                          "no input found; nothing to segment")
+    # The inputs read ahead, and each one as it streams in (Claims), are never written over.
+    protected = InputSet([item.path for item in items.ahead] + [composite.backdrop])
 
     def outputs_for(labels) -> ImageOutputs:
         outputs = ImageOutputs(
@@ -100,19 +103,22 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             confidence_format=confidence_format, composites=composites,
             effect_options=composite.effect_options(labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
-            protected=sio.identities([i.path for i in items] + [composite.backdrop]),
+            protected=protected,
             keep_metadata=not strip_metadata,
         )
         sio.ensure_dir(outputs.out_dir)
         return outputs
 
     if on_ray:
-        from ..cluster import model_labels, run_on_ray
+        from ..engines.ray import model_labels, run_on_ray
 
         outputs = outputs_for(model_labels(options))
-        with progress(reporter, len(items), "segmenting"):
-            run_on_ray(items, options, outputs, on_item=reporter, jobs=jobs, address=ray_address)
+        with progress(reporter, total, "segmenting"):
+            run_on_ray(items, options, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size,
+                       address=ray_address)
         raise SystemExit(reporter.summary())
+    from ..engines.local import run_images
+
     with ImageSegmenter.create_from_options(options) as segmenter:
         batch_size = batch_size or segmenter.default_batch_size
         if verbose and not segmenter.path.routine:  # a GPU run, or a path asked for by name
@@ -120,9 +126,31 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)
         outputs = outputs_for(segmenter.labels)
-        with progress(reporter, len(items), "segmenting"):
+        with progress(reporter, total, "segmenting"):
             run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
     raise SystemExit(reporter.summary())
+
+
+class _ReadAhead:
+    """The first inputs, read before any work (to count them, and to protect them from being
+    written over), then the rest as they stream in; each handed on and forgotten."""
+
+    def __init__(self, ahead, rest):
+        self.ahead, self._rest = ahead, rest
+
+    def __iter__(self):
+        while self.ahead:
+            yield self.ahead.popleft()
+        yield from self._rest
+
+
+def _streamed(items, ahead: int = READ_AHEAD):
+    """(the inputs, their count when the first ``ahead`` were all of them, else None)."""
+    from collections import deque
+    from itertools import islice
+
+    first = deque(islice(items, ahead))
+    return _ReadAhead(first, items), (len(first) if len(first) < ahead else None)
 
 
 def _say(line: str) -> None:

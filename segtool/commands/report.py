@@ -1,4 +1,5 @@
-"""How commands talk: errors and summaries on stderr, --json lines on stdout, a progress bar on a terminal."""
+"""How every command reports: errors and summaries on stderr, --json lines on stdout, a progress
+bar on a terminal, and one exit-status rule (exit_status)."""
 from __future__ import annotations
 
 import contextlib
@@ -72,7 +73,7 @@ class Reporter:
                 click.echo(f"  failed: {report.input}", err=True)
             if len(self.failures) > len(listed) > 0:
                 click.echo(f"  ... and {len(self.failures) - len(listed)} more", err=True)
-        return 1 if self.failures else 0
+        return exit_status(failed=bool(self.failures))
 
     def _counts(self) -> str:
         skipped = f", {self.skipped} skipped" if self.skipped else ""
@@ -82,6 +83,35 @@ class Reporter:
             untried = f"{self.total - seen} not tried" if self.total is not None else "the rest not tried"
             text += f"; stopped early, {untried} (output storage full or read-only)"
         return text
+
+
+def exit_status(*, failed: bool) -> int:
+    """0 when everything asked for was done; 1 when an input failed or ended early. (2, usage, and
+    128+N, a signal, are decided before or around a command, in cli.py.)"""
+    return 1 if failed else 0
+
+
+def video_summary(report, quiet: bool) -> int:
+    """`segtool video`: notes and one line on how it went, on stderr; the exit status."""
+    if not quiet:
+        for note in report.notes:
+            click.echo(f"segtool: note: {note}", err=True)
+        written = ", ".join(map(str, report.outputs))
+        if report.frame_files:
+            written += (", " if written else "") + f"{report.frame_files} mask files"
+        click.echo(f"segtool: {report.input}: {report.frames} frames at {float(report.fps):g} fps in "
+                   f"{report.seconds:.1f} s ({report.speed:.1f} frames/s) -> {written or 'nothing'}", err=True)
+    if report.problem:
+        click.echo(f"segtool: {report.problem}", err=True)
+    return exit_status(failed=bool(report.problem))
+
+
+def live_summary(label: str, final, output, quiet: bool) -> None:
+    """`segtool webcam`: one line on how the live run went, on stderr."""
+    if not quiet:
+        click.echo(f"segtool: {label}: {final.frames_in} frames in, {final.frames_out} out, "
+                   f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
+                   + (f" -> {output}" if output else ""), err=True)
 
 
 @contextlib.contextmanager

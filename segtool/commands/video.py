@@ -1,6 +1,7 @@
 """`segtool video`: segment a video file into composite, alpha or mask videos, or per-frame masks."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from click.core import ParameterSource
 
 from .options import (FiniteFloatRange, frame_mask_options, model_options, palette_option,
                       refuse_unencodable_videos, stream_composite_options)
-from .report import Reporter, progress
+from .report import Reporter, progress, video_summary
 
 # --smooth alone: MediaPipe's pose landmarker smooths its segmentation mask with this ratio
 DEFAULT_SMOOTH = 0.7
@@ -70,9 +71,10 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
     the input, is never overwritten.
     """
     from .. import io as sio
+    from ..engines.stream import VideoOutputs, pipeline_options, run_video
     from ..options import ImageSegmenterOptions, RunningMode
+    from ..outputs import existing_frame_files, refuse_overwrites
     from ..segmenter import ImageSegmenter
-    from ..video import VideoOutputs, pipeline_options, run_video
 
     confidence_masks = confidence_masks and _given("confidence_masks")
     category_mask = category_mask or palette
@@ -84,13 +86,15 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
                                "--category-mask or --confidence-masks")
     if per_frame and to_file:
         raise click.UsageError("per-frame masks need --output to be a folder, not a video file")
+    outputs = VideoOutputs(
+        videos=videos, frames_dir=None if to_file else output, stem=input_path.stem,
+        category_mask=category_mask, category_preview=palette, confidence_masks=confidence_masks,
+        confidence_format=confidence_format, smooth=smooth, keep_audio=keep_audio,
+    )
     protected = sio.identities([input_path, composite.backdrop])
-    _refuse_overwrites(videos, protected)
+    refuse_overwrites([path for _, path in videos], protected)
     if per_frame:
-        frames = VideoOutputs(frames_dir=output, stem=input_path.stem, category_mask=category_mask,
-                              category_preview=palette, confidence_masks=confidence_masks,
-                              confidence_format=confidence_format)
-        _refuse_frame_overwrites(frames, protected)
+        refuse_overwrites(existing_frame_files(input_path.stem, outputs.frame_masks), protected)
     with sio.open_video(input_path, max_pixels=max_pixels) as reader:
         options = ImageSegmenterOptions(
             model=model, running_mode=RunningMode.VIDEO, output_category_mask=category_mask,
@@ -98,17 +102,11 @@ def video(input_path, model, device, threads, display_names_locale, category_mas
             display_names_locale=display_names_locale, device=device, num_threads=threads,
         )
         with ImageSegmenter.create_from_options(pipeline_options(options)) as segmenter:
-            outputs = VideoOutputs(
-                videos=videos, frames_dir=None if to_file else output,
-                stem=input_path.stem, category_mask=category_mask, category_preview=palette,
-                confidence_masks=confidence_masks,
-                confidence_format=confidence_format, effect_options=composite.effect_options(segmenter.labels),
-                smooth=smooth, keep_audio=keep_audio,
-            )
+            outputs = dataclasses.replace(outputs, effect_options=composite.effect_options(segmenter.labels))
             reporter = Reporter(quiet=quiet)
             with progress(reporter, reader.info.frame_count, input_path.name):
                 report = run_video(reader, segmenter, outputs, on_frame=lambda done: reporter.advance())
-    raise SystemExit(_summary(report, quiet))
+    raise SystemExit(video_summary(report, quiet))
 
 
 def _given(parameter: str) -> bool:
@@ -148,84 +146,14 @@ def _video_suffixes() -> str:
 
 
 def _planned_videos(input_path: Path, output: Path, to_file: bool, names, alpha: bool, mask_video):
-    """(name, path) for each video to write; ``--alpha`` is the cut-out composite.
-
-    Two of them that name one file (``--mask-video o/x.mp4 -o o/x.mp4``, or through ``./``
-    spellings and symbolic links) are a usage error: the second would destroy the first.
-    """
-    from ..video import MASK_VIDEO
+    """(name, path) for each video to write (outputs.planned_videos); ``--alpha`` is the cut-out."""
+    from ..errors import UsageError
+    from ..outputs import MASK_VIDEO, planned_videos
 
     names = tuple(names) + (("cutout",) if alpha and "cutout" not in names else ())
-    if to_file:
-        if len(names) != 1:
-            raise click.UsageError(f"--output {output} is one video file but {len(names) or 'no'} video "
-                                   f"effects were asked for; give a folder for several")
-        planned = ((names[0], output),)
-    else:
-        planned = tuple((n, output / f"{input_path.stem}.{n}{'.webm' if n == 'cutout' else '.mp4'}") for n in names)
-    if mask_video is not None:
-        planned += ((MASK_VIDEO, mask_video),)
+    try:
+        planned = planned_videos(input_path.stem, output, to_file, names, mask_video)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
     refuse_unencodable_videos((path, {"cutout": 4, MASK_VIDEO: 1}.get(n, 3)) for n, path in planned)
-    seen: dict[str, Path] = {}
-    for _, path in planned:
-        real = os.path.realpath(path)
-        if real in seen:
-            raise click.UsageError(f"{seen[real]} and {path} are the same file: give each output its own name")
-        seen[real] = path
     return planned
-
-
-
-
-def _refuse_overwrites(videos, protected: frozenset) -> None:
-    """Before any work: no video may replace an input, or a file segtool did not write (exit 1)."""
-    from ..io.video import is_device
-
-    for _, path in videos:
-        if not is_device(path):  # a virtual camera (/dev/videoN) is written to, never replaced
-            _refuse(path, protected)
-
-
-def _refuse_frame_overwrites(frames, protected: frozenset) -> None:
-    """The same for per-frame files already in the folder: <stem>.<frame>.category.png, ...
-
-    Checked before any work (the atomic writes check each file again), so that a refused
-    video leaves no masks of its own behind either.
-    """
-    import re
-
-    from ..video import frame_file_names
-
-    if not frames.frames_dir.is_dir():
-        return
-    first = f"{frames.stem}.000001"  # what frame_file_names puts before each file's own ending
-    endings = [path.name[len(first):] for path in frame_file_names(frames.stem, 1, frames).values()]
-    pattern = re.compile(re.escape(frames.stem) + r"\.\d{6,}(?:" + "|".join(map(re.escape, endings)) + ")")
-    for path in sorted(frames.frames_dir.iterdir()):
-        if pattern.fullmatch(path.name):
-            _refuse(path, protected)
-
-
-def _refuse(path: Path, protected: frozenset) -> None:
-    from .. import io as sio
-    from ..errors import OutputError
-
-    problem = sio.overwrite_problem(path, protected)
-    if problem is not None:
-        raise OutputError(problem)
-
-
-def _summary(report, quiet: bool) -> int:
-    """Print how it went on stderr; the exit status (1 when the input ended early)."""
-    if not quiet:
-        for note in report.notes:
-            click.echo(f"segtool: note: {note}", err=True)
-        written = ", ".join(map(str, report.outputs))
-        if report.frame_files:
-            written += (", " if written else "") + f"{report.frame_files} mask files"
-        click.echo(f"segtool: {report.input}: {report.frames} frames at {float(report.fps):g} fps in "
-                   f"{report.seconds:.1f} s ({report.speed:.1f} frames/s) -> {written or 'nothing'}", err=True)
-    if report.problem:
-        click.echo(f"segtool: {report.problem}", err=True)
-        return 1
-    return 0

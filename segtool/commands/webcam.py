@@ -8,6 +8,7 @@ import sys
 import click
 
 from .options import model_options, refuse_unencodable_videos, stream_composite_options
+from .report import live_summary
 from .video import max_pixels_option, smooth_option
 
 
@@ -44,7 +45,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     from ..cli import Terminated
     from ..options import ImageSegmenterOptions
     from ..registry import spec_for
-    from ..video import LiveOutputs, SignalHold, run_live
+    from ..engines.stream import LiveOutputs, SignalHold, run_live
 
     name = _one_effect(composite)
     preview = output is None if preview is None else preview
@@ -74,10 +75,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
         final = run_live(reader, options, outputs, sinks, on_status=status_line, stop_on=stops)
         hold.start()
         status_line.close()
-    if not quiet:
-        click.echo(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
-                   f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
-                   + (f" -> {output}" if output else ""), err=True)
+    live_summary(reader.label, final, output, quiet)
     # Only the exit is left. Python resets the handlers it set to SIG_DFL as it finalizes, so a
     # Ctrl-C then would kill the process without its exit status; ignored ones stay ignored.
     for number in SignalHold.SIGNALS:

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
 from . import jpeg, storage
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -162,7 +162,7 @@ def _check_regular_file(path: Path) -> None:
         broken = path.is_symlink()
         raise InputError(f"{path}: {'broken symbolic link' if broken else 'no such file'}") from exc
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or reason(exc)})") from exc
+        raise InputError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from exc
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path}: is a directory, not an image")
     if not stat.S_ISREG(info.st_mode):
@@ -273,10 +273,10 @@ def _decode_error(path: Path, exc: Exception, max_pixels: Optional[int], source=
     if isinstance(exc, jpeg.JpegTruncated):
         return InputError(f"{path}: truncated image ({exc})")
     if isinstance(exc, jpeg.JpegDamaged):
-        return InputError(f"{path}: damaged image ({reason(exc)})")
+        return InputError(f"{path}: damaged image ({first_line(exc)})")
     if "truncated" in str(exc).lower():
         return InputError(f"{path}: truncated image (the pixel data ends early)")
-    return InputError(f"{path}: damaged or unreadable image ({reason(exc)})")
+    return InputError(f"{path}: damaged or unreadable image ({first_line(exc)})")
 
 
 def _cut_short(source) -> bool:
@@ -399,9 +399,3 @@ def _cmyk_to_rgb(frame: np.ndarray) -> np.ndarray:
     cmyk = frame.astype(np.float32) / 255.0
     k = cmyk[:, :, 3:4]
     return np.ascontiguousarray(((1.0 - cmyk[:, :, :3]) * (1.0 - k) * 255.0 + 0.5).astype(np.uint8))
-
-
-def reason(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

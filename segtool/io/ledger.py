@@ -98,7 +98,6 @@ def overwrite_problem(path, protected: Iterable[tuple[int, int]] = ()) -> Option
     """
     if storage.is_remote(path):
         return storage.remote_overwrite_problem(path)
-    protected = frozenset(protected)
     if protected and file_identity(path) in protected:
         return f"{path}: is an input of this run; not overwriting it (choose another --output)"
     reason = foreign_reason(path)

@@ -12,7 +12,7 @@ from . import storage
 
 # The infixes of the output contract (<stem>.<infix>.<ext>, <stem>.<frame>.<infix>.<ext>): a
 # folder walk never takes such a file for an input. tests/test_output_safety.py checks that
-# this covers every name pipeline.planned_outputs and video.frame_file_names can produce.
+# this covers every name outputs.planned_outputs and outputs.frame_files can produce.
 OUTPUT_INFIXES = frozenset({"category", "category-color", "confidence", "blur", "replace", "cutout", "recolor", "alpha"})
 # Pillow only identifies MPEG (reads its size, never its pixels): a video, not a picture.
 _IDENTIFY_ONLY = frozenset({"MPEG"})

@@ -23,9 +23,9 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, first_line
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 _LOCAL_PROTOCOLS = ("file", "local")
@@ -77,24 +77,13 @@ def list_prefix(prefix, *, recursive: bool) -> list[tuple[object, PurePath]]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise InputError(f"{prefix}: cannot list ({_reason(exc)})") from exc
+        raise InputError(f"{prefix}: cannot list ({first_line(exc)})") from exc
     entries = []
     for name in sorted(found):
         relative = PurePath(name.rstrip("/")[len(root):].lstrip("/"))
         if str(relative) not in ("", "."):
             entries.append((prefix / relative.as_posix(), relative))
     return entries
-
-
-def all_exist(paths: Iterable) -> bool:
-    """True when every path is an existing file; object stores answer from one listing per prefix."""
-    for path in paths:
-        if not is_remote(path):
-            if not Path(path).is_file():
-                return False
-        elif path.path not in _listing(path.parent):
-            return False
-    return True
 
 
 def _listing(prefix) -> frozenset:
@@ -122,7 +111,7 @@ def read_bytes(path) -> bytes:
     except PermissionError as exc:
         raise InputError(f"{path}: access denied") from exc
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({_reason(exc)})") from exc
+        raise InputError(f"{path}: cannot read ({first_line(exc)})") from exc
     if not data:
         raise InputError(f"{path}: empty object (0 bytes)")
     return data
@@ -142,7 +131,7 @@ def whole_upload(path) -> Iterator[Path]:
         try:
             path.fs.put_file(str(tmp), path.path, **_marker(path.fs))
         except OSError as exc:
-            raise OutputError(f"{path}: cannot upload ({_reason(exc)})") from exc
+            raise OutputError(f"{path}: cannot upload ({first_line(exc)})") from exc
         _remember_written(path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -171,6 +160,12 @@ def remote_overwrite_problem(path) -> Optional[str]:
     return f"{path}: an object segtool did not write is there; not overwriting it (move it away or choose another --output)"
 
 
+def remote_written_by_segtool(path) -> bool:
+    """Whether the object at ``path`` is there (the prefix's one listing) and segtool uploaded
+    it (its mark): what --skip-existing skips, as the ledger decides for a local file."""
+    return path.path in _listing(path.parent) and _marked(path)
+
+
 def _marked(path) -> bool:
     try:
         if hasattr(path.fs, "metadata"):  # s3fs: the object's user metadata
@@ -187,9 +182,3 @@ def _remember_written(path) -> None:
     with _LISTED_LOCK:
         if key in _LISTED:
             _LISTED[key] = _LISTED[key] | {path.path}
-
-
-def _reason(exc: BaseException) -> str:
-    from .images import reason  # images imports this module: import it late
-
-    return reason(exc)

@@ -9,10 +9,9 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import OutputError, OutputStorageError
+from ..errors import OutputError, OutputStorageError, first_line
 from . import ledger, storage
 from .images import ImageFacts
-from .images import reason as _reason
 
 
 # Temporaries being written right now. The `finally` in atomic_output removes each one, but
@@ -81,8 +80,8 @@ def remove_stale_partials(folders: Iterable[Path]) -> None:
     outputs that are now complete: one scan of each local folder, touching only the names
     atomic_output makes, and only where the file they were for exists.
 
-    For a run that is over (the Ray engine calls it once its job has finished): a temporary
-    of another run rewriting the same outputs at the same moment would go too.
+    Every engine calls it when its run is over. A temporary whose process is still running on
+    this machine (another run rewriting the same outputs right now) is left alone.
     """
     for folder in folders:
         if storage.is_remote(folder):
@@ -90,15 +89,28 @@ def remove_stale_partials(folders: Iterable[Path]) -> None:
         with contextlib.suppress(OSError):
             for entry in os.scandir(folder):
                 name, part, pid = entry.name[1:].rpartition(".part-")
-                if entry.name.startswith(".") and part and pid.isdigit() and os.path.isfile(os.path.join(folder, name)):
+                if (entry.name.startswith(".") and part and pid.isdigit() and not _running(int(pid))
+                        and os.path.isfile(os.path.join(folder, name))):
                     _discard(Path(entry.path))
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this run's own leftovers: nothing of it is being written any more
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process, or a number no process can have: leave it
+    return True
 
 
 def write_error(path: Path, exc: Exception, what: str) -> OutputError:
     """One line naming ``path``; a full or read-only disk becomes an OutputStorageError."""
     number = getattr(exc, "errno", None) or _errno_named_in(exc)
     # strerror rather than str(exc): no "[Errno 28]" and no temporary file name in the line.
-    text = os.strerror(number) if number else _reason(exc)
+    text = os.strerror(number) if number else first_line(exc)
     if number in _STORAGE_ERRNOS:
         return OutputStorageError(f"{path}: {what} ({text}); stopping, later outputs would fail too")
     return OutputError(f"{path}: {what} ({text})")
@@ -213,7 +225,7 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
         try:
             iio.imwrite(tmp, image, plugin="pillow", extension=suffix, **options)
         except (ValueError, KeyError) as exc:
-            raise OutputError(f"{path}: cannot encode as '{suffix}' ({_reason(exc)})") from exc
+            raise OutputError(f"{path}: cannot encode as '{suffix}' ({first_line(exc)})") from exc
 
 
 _CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
@@ -242,9 +254,8 @@ def composite_extension(source: Path, override: Optional[str] = None) -> str:
 def existing(paths: Iterable[Path]) -> bool:
     """Whether every one of ``paths`` is a whole output segtool wrote (what --skip-existing skips).
 
-    Object-store locations are judged from one listing of their prefix (storage.all_exist).
+    The same rule for both kinds of storage: a local file is judged by its folder's ledger, an
+    object by one listing of its prefix and, for objects that exist, the mark segtool uploads.
     """
-    paths = list(paths)
-    if paths and storage.is_remote(paths[0]):
-        return storage.all_exist(paths)
-    return all(ledger.written_by_segtool(p) for p in paths)
+    return all(storage.remote_written_by_segtool(p) if storage.is_remote(p) else ledger.written_by_segtool(p)
+               for p in paths)

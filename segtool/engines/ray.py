@@ -1,12 +1,13 @@
-"""The Ray engine: the same `process_image` per input, in Ray Data actors across a cluster.
+"""The Ray engine: a driver here, and actors on a Ray cluster that run the local engine.
 
-The driver (this module, in the `segtool` process) decides what the local engine decides before
-any work starts: output clashes, and with --skip-existing what is already done (from one
-listing per output prefix). The rest becomes a Ray dataset of inputs (their names only: each
-actor reads its own inputs from shared storage, nothing decoded travels through Ray), mapped by
-a pool of actors that each load the model once and call `pipeline.process_image`. Reports come
-back as a stream: the driver holds the inputs' names (about 2 KB each, see BENCHMARKS.md) and
-the failures, never a result per input.
+The driver (this module, in the `segtool` process) claims each input's outputs (two inputs
+that would write one file: the second fails) and settles it with outputs.settle, the same call
+the unit of work makes, so that done inputs (--skip-existing, from one listing per output
+prefix) and refused ones never travel. The rest becomes a Ray dataset of inputs (their names
+only: each actor reads its own inputs from shared storage, nothing decoded travels through
+Ray), mapped by a pool of actors that each load the model once and run engines.local over
+their share, in batches of --batch-size. Reports come back as a stream: the driver holds the
+inputs' names (about 2 KB each, see BENCHMARKS.md), never a result per input.
 
 Fault tolerance is Ray's: a dead actor is restarted and its batch retried (Ray Data's actor
 pools retry by default); every output is written atomically or uploaded whole, so a retried
@@ -20,13 +21,11 @@ import os
 import pickle
 import sys
 import tempfile
-from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Optional
 
-from .errors import ClusterError, SegtoolError
-from .io.writers import remove_stale_partials
-from .options import ImageSegmenterOptions
-from .pipeline import ImageOutputs, ItemReport, _clash, planned_outputs, process_image
+from ..errors import ClusterError, SegtoolError
+from ..options import ImageSegmenterOptions
+from ..outputs import Claims, ImageOutputs, ItemReport, planned_outputs, settle
 
 # Settings a worker must see as the driver does: where models are installed.
 FORWARDED_ENV = ("SEGTOOL_BUNDLED_DIR", "SEGTOOL_MODELS_DIR")
@@ -35,20 +34,20 @@ MAX_BATCH = 8  # inputs per Ray task: small enough that a retried batch redoes l
 
 def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOutputs,
                on_item: Callable[[ItemReport], None], *, jobs: Optional[int] = None,
-               address: Optional[str] = None) -> None:
+               batch_size: Optional[int] = None, address: Optional[str] = None) -> None:
     """Process every input on the Ray cluster; each report goes to ``on_item`` as it arrives.
 
     ``jobs``: actors (default: as many as the cluster's CPUs, or GPUs for --device cuda, hold);
-    ``options.num_threads``: onnxruntime threads per actor, and the CPUs each asks Ray for.
+    ``options.num_threads``: onnxruntime threads per actor, and the CPUs each asks Ray for;
+    ``batch_size``: images per inference call in each actor (default: the device's, as locally).
     """
     ray = _import_ray()
     with _ray_notes_aside() as notes:
         try:
             _connect(ray, address)
-            todo, folders = _to_run(items, outputs, on_item)
+            todo = _to_run(items, outputs, on_item)
             if todo:
-                _run(ray, todo, options, outputs, on_item, jobs)
-                remove_stale_partials(folders)
+                _run(ray, todo, options, outputs, on_item, jobs, batch_size)
         except ClusterError as exc:
             notes.keep = True
             raise ClusterError(f"{exc}{notes.hint()}") from exc
@@ -58,7 +57,7 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
 
 def model_labels(options: ImageSegmenterOptions) -> tuple[str, ...]:
     """The model's category names, checked here (installed, intact) before any actor starts."""
-    from . import registry
+    from .. import registry
 
     model = registry.locate(options.model)
     registry.verify(model)
@@ -150,38 +149,34 @@ def _quiet(ray) -> None:
             handler.setLevel(logging.ERROR)
 
 
-def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> tuple[list[bytes], set]:
-    """The inputs that need work (pickled) and the folders they write; clashes and (with
-    --skip-existing) done ones are reported here, as the local engine reports them."""
-    from .io import existing, is_remote
-
-    todo, claimed, folders = [], {}, set()
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> list[bytes]:
+    """The inputs that need work, pickled; clashes, done and refused inputs are reported here,
+    by the calls the local engine makes."""
+    todo, claims = [], Claims(outputs.protected)
     for item in items:
         plan = planned_outputs(item, outputs)
-        settled = _clash(item, outputs, claimed)
-        if settled is None and outputs.skip_existing and plan and existing(plan.values()):
-            settled = ItemReport(item.path, tuple(plan.values()), skipped=True)
+        settled = claims.claim(item, plan) or settle(item, plan, outputs)
         if settled is not None:
             on_item(settled)
             continue
         todo.append(pickle.dumps(item))
-        folders.update(p.parent for p in plan.values() if not is_remote(p))
-    return todo, folders
+    return todo
 
 
 def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageOutputs,
-         on_item, jobs: Optional[int]) -> None:
+         on_item, jobs: Optional[int], batch_size: Optional[int]) -> None:
     threads = options.num_threads or 1
     gpus = 1 if options.device == "cuda" else 0
     fit = _actors_that_fit(ray, threads, gpus)
     actors = jobs or fit
-    batch = max(1, min(MAX_BATCH, len(todo) // (4 * actors)))
-    # One block per batch: a Ray task returns its rows when its block is done, so blocks of a
-    # batch each keep reports (and the progress bar) flowing, and a retry redoes one batch.
+    # Inputs per Ray task: at least one inference batch; small enough that a retry redoes little.
+    batch = max(batch_size or 1, min(MAX_BATCH, len(todo) // (4 * actors)), 1)
+    # One block per task: a Ray task returns its rows when its block is done, so blocks of a
+    # task each keep reports (and the progress bar) flowing, and a retry redoes one task.
     dataset = ray.data.from_items([{"item": item} for item in todo],
                                   override_num_blocks=-(-len(todo) // batch))
     reports = dataset.map_batches(
-        SegmentBatch, fn_constructor_args=(options, replace(outputs, skip_existing=False), os.getcwd()),
+        SegmentBatch, fn_constructor_args=(options, outputs, batch_size, os.getcwd()),
         batch_size=batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors),
         num_cpus=threads, num_gpus=gpus or None,
@@ -216,10 +211,11 @@ def _actors_that_fit(ray, threads: int, gpus: int) -> int:
 
 
 class SegmentBatch:
-    """A Ray Data actor: the model loaded once, then `process_image` on each input of a batch."""
+    """A Ray Data actor: the model loaded once, then the local engine over each batch of inputs."""
 
-    def __init__(self, options: ImageSegmenterOptions, outputs: ImageOutputs, cwd: str):
-        from .segmenter import ImageSegmenter
+    def __init__(self, options: ImageSegmenterOptions, outputs: ImageOutputs, batch_size: Optional[int],
+                 cwd: str):
+        from ..segmenter import ImageSegmenter
 
         # Relative input and output names mean what they meant where segtool was started
         # (Ray starts workers in a folder of its own); on a node without that folder they
@@ -228,12 +224,16 @@ class SegmentBatch:
             os.chdir(cwd)
         self._segmenter = ImageSegmenter.create_from_options(options)
         self._outputs = outputs
+        self._batch_size = batch_size or self._segmenter.default_batch_size
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        reports = [process_image(pickle.loads(item), self._segmenter, self._outputs)
-                   for item in batch["item"]]
+        from .local import run_images
+
+        reports: list[ItemReport] = []
+        run_images((pickle.loads(item) for item in batch["item"]), self._segmenter, self._outputs,
+                   reports.append, batch_size=self._batch_size)
         return {"report": np.array([pickle.dumps(report) for report in reports], dtype=object)}
 
 

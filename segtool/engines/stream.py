@@ -1,6 +1,7 @@
-"""Videos and live streams: source -> segmenter -> smoothing -> effects -> sinks, streamed.
+"""The stream engine: videos and live streams, source -> segmenter -> smoothing -> effects -> sinks.
 
-Knows nothing of Click: the CLI opens a source, builds the outputs and a segmenter, then calls
+Each frame's mask files follow the output contract (outputs.frame_files) and are written by
+job.write_outputs, the unit of work's own writer. Knows nothing of Click: the CLI opens a source, builds the outputs and a segmenter, then calls
 ``run_video`` (VIDEO mode) or ``run_live`` (LIVE_STREAM mode); progress and status come back
 through callbacks. Decoding and encoding run in ffmpeg processes; a reading thread and a
 rendering thread, each behind a short queue, overlap them with inference while keeping memory
@@ -22,14 +23,14 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import effects
-from . import io as sio
-from .options import ImageSegmenterOptions, RunningMode, SegmentationResult
-from .postprocess import argmax_first
-from .pipeline import ImageOutputs, write_outputs
+from .. import effects
+from .. import io as sio
+from ..job import write_outputs
+from ..options import ImageSegmenterOptions, RunningMode, SegmentationResult
+from ..outputs import MASK_VIDEO, ImageOutputs, frame_files
+from ..postprocess import argmax_first
 
 QUEUE_DEPTH = 4  # frames in flight per stage: enough to ride out jitter, little memory
-MASK_VIDEO = "mask"  # the name of the grey subject-mask video among VideoOutputs.videos
 # MediaPipe's uncertainty polynomial (SegmentationSmoothingCalculator), in (p - 0.5)^2
 _UNCERTAINTY = (5.68842, -0.748699, -57.8051, 291.309, -624.717)
 
@@ -61,6 +62,13 @@ class VideoOutputs:
     def writes_frames(self) -> bool:
         return self.frames_dir is not None and (self.category_mask or self.confidence_masks)
 
+    @property
+    def frame_masks(self) -> ImageOutputs:
+        """What each frame writes, in the output contract's terms (outputs.frame_files)."""
+        return ImageOutputs(out_dir=self.frames_dir or Path("."), category_mask=self.category_mask,
+                            category_preview=self.category_preview, confidence_masks=self.confidence_masks,
+                            confidence_format=self.confidence_format)
+
 
 @dataclass(frozen=True)
 class VideoReport:
@@ -81,19 +89,6 @@ class VideoReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def frame_file_names(stem: str, index: int, outputs: VideoOutputs) -> dict[str, Path]:
-    """The per-frame contract: <stem>.000001.category.png, .category-color.png, .confidence.npy|exr."""
-    base = f"{stem}.{index:06d}"
-    plan = {}
-    if outputs.category_mask:
-        plan["category"] = outputs.frames_dir / f"{base}.category.png"
-    if outputs.category_preview:
-        plan["category-color"] = outputs.frames_dir / f"{base}.category-color.png"
-    if outputs.confidence_masks:
-        plan["confidence"] = outputs.frames_dir / f"{base}.confidence.{outputs.confidence_format}"
-    return plan
-
-
 def inference_threads() -> int:
     """onnxruntime threads for a video pipeline: half the cores; the rest decode, render and encode.
 
@@ -101,7 +96,7 @@ def inference_threads() -> int:
     threads cost 74-89 ms of CPU per frame, 2 without spinning 53, 1 thread 47-55, and neither
     of the last two was slower. Pipelines also turn spinning off (``busy_wait=False``).
     """
-    from .runtime import default_threads
+    from ..runtime import default_threads
 
     return max(1, default_threads() // 2)
 
@@ -255,7 +250,7 @@ class Background:
 def render(name: str, frame: np.ndarray, result: SegmentationResult, options: effects.EffectOptions) -> np.ndarray:
     """The picture a video named ``name`` gets for this frame."""
     # The mask video is the alpha the composites use (refined unless --no-refine), as --alpha-mask.
-    return effects.composite("alpha" if name == MASK_VIDEO else name, frame, result.confidence_masks, options)
+    return effects.render("alpha" if name == MASK_VIDEO else name, frame, result.confidence_masks, options)
 
 
 class _FrameSink:
@@ -272,7 +267,7 @@ class _FrameSink:
         self._writers: dict[str, sio.VideoWriter] = {}
         self._stack = contextlib.ExitStack()
         self._smoother = Smoother(outputs.smooth)
-        self._image_outputs = _image_outputs(outputs)
+        self._frame_masks = outputs.frame_masks
         self.frame_files = 0
 
     def __enter__(self) -> "_FrameSink":
@@ -294,8 +289,8 @@ class _FrameSink:
             picture = render(name, frame, result, self._outputs.effect_options)
             self._writer(name, path, picture).write(picture)
         if self._outputs.writes_frames:
-            plan = frame_file_names(self._outputs.stem, index, self._outputs)
-            write_outputs(plan, frame, result, self._labels, self._image_outputs)
+            plan = frame_files(self._outputs.stem, index, self._frame_masks)
+            write_outputs(plan, frame, result, self._labels, self._frame_masks)
             self.frame_files += len(plan)
 
     def _writer(self, name: str, path: Path, picture: np.ndarray) -> sio.VideoWriter:
@@ -306,10 +301,6 @@ class _FrameSink:
                                      channels=channels, audio_from=self._info if keep_audio else None)
             self._writers[name] = self._stack.enter_context(writer)
         return self._writers[name]
-
-
-def _image_outputs(outputs: VideoOutputs) -> ImageOutputs:
-    return ImageOutputs(out_dir=outputs.frames_dir or Path("."), confidence_format=outputs.confidence_format)
 
 
 # ---- VIDEO mode ---------------------------------------------------------------------------
@@ -531,6 +522,6 @@ def _live_picture(frame: np.ndarray, result: SegmentationResult, outputs: LiveOu
 
 
 def _create_segmenter(options: ImageSegmenterOptions):
-    from .segmenter import ImageSegmenter
+    from ..segmenter import ImageSegmenter
 
     return ImageSegmenter.create_from_options(options)

@@ -1,0 +1,161 @@
+"""The unit of work: one input -> its files and a report.
+
+    plan -> settle -> load -> segment (prepare, run, finish) -> write -> report
+
+Every engine calls it. engines/local.py runs ``process_image`` in order or on threads;
+engines/batched.py splits it at the inference call (``load`` on threads, one
+``segmenter.run_prepared`` for a batch, ``finish`` on threads); engines/ray.py runs the local
+engine in Ray actors; engines/stream.py writes each video frame's masks with ``write_outputs``.
+A SegtoolError or MemoryError becomes the input's report: it never stops other inputs, except
+a full or read-only output storage, which stops the batch (``ItemReport.stops_batch``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from . import effects
+from . import io as sio
+from .errors import OutputStorageError, SegtoolError
+from .options import SegmentationResult
+from .outputs import ImageOutputs, ItemReport, planned_outputs, settle
+from .postprocess import argmax_first
+
+FAILURES = (SegtoolError, MemoryError)  # what one input may fail with; anything else is a bug
+
+
+@dataclass
+class Loaded:
+    """An input planned, settled, read and prepared: what its inference call needs."""
+
+    item: sio.InputItem
+    plan: dict
+    image: np.ndarray
+    prepared: object  # segmenter.Prepared
+    started: float
+    facts: Optional[sio.ImageFacts] = None  # what its composites keep of the photo's metadata
+
+
+def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> ItemReport:
+    """Read, segment and write one input. Outputs are written atomically, so an interrupted or
+    failed input leaves none of its files half-written; files it completed before failing stay."""
+    loaded = load(item, segmenter, outputs)
+    if isinstance(loaded, ItemReport):
+        return loaded
+    return finish(loaded, infer(segmenter, [loaded])[0], segmenter, outputs)
+
+
+def load(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Union[Loaded, ItemReport]:
+    """Plan, settle, read and prepare one input; a report instead when it is settled or fails."""
+    started = time.perf_counter()
+    plan = planned_outputs(item, outputs)
+    settled = settle(item, plan, outputs)
+    if settled is not None:
+        return settled
+    try:
+        image, facts = read_input(item, outputs)
+        return Loaded(item, plan, image, segmenter.prepare(image), started, facts)
+    except FAILURES as exc:
+        return failed_report(item, exc, started)
+
+
+def infer(segmenter, loaded: list[Loaded]) -> list:
+    """The network's outputs for ``loaded``, in order, in one call; where that call fails, each
+    input alone, so that only the input that cannot be run fails (its exception in its place)."""
+    if not loaded:
+        return []
+    try:
+        return segmenter.run_prepared([each.prepared for each in loaded])
+    except FAILURES as exc:
+        if len(loaded) == 1:
+            return [_naming(exc, loaded[0].item)]
+        return [infer(segmenter, [each])[0] for each in loaded]
+
+
+def finish(loaded: Loaded, output, segmenter, outputs: ImageOutputs) -> ItemReport:
+    """Masks from the network's output, then the files and the report (``output`` may be the
+    exception its inference raised)."""
+    if isinstance(output, BaseException):
+        return failed_report(loaded.item, output, loaded.started)
+    try:
+        result = segmenter.finish(output, loaded.prepared)
+        write_outputs(loaded.plan, loaded.image, result, segmenter.labels, outputs, loaded.facts)
+    except FAILURES as exc:
+        return failed_report(loaded.item, exc, loaded.started)
+    categories = category_fractions(result, segmenter.labels) if outputs.report_categories else {}
+    return ItemReport(loaded.item.path, tuple(loaded.plan.values()), seconds=time.perf_counter() - loaded.started,
+                      categories=categories)
+
+
+def read_input(item: sio.InputItem, outputs: ImageOutputs) -> tuple[np.ndarray, Optional[sio.ImageFacts]]:
+    """The input's pixels, and its colour profile and EXIF for its composites to keep, in one read
+    (facts None: --strip-metadata, or no composite but the alpha mask, which stays plain)."""
+    if not outputs.keep_metadata or not set(outputs.composites) - {"alpha"}:
+        return sio.read_image(item.path, max_pixels=outputs.max_pixels), None
+    return sio.read_image_and_facts(item.path, max_pixels=outputs.max_pixels)
+
+
+def write_outputs(plan: dict[str, Path], image: np.ndarray, result: SegmentationResult,
+                  labels, outputs: ImageOutputs, facts: Optional[sio.ImageFacts] = None) -> None:
+    """Every file of ``plan``, each written atomically: the one place that picks a writer."""
+    for path in {p.parent for p in plan.values()}:
+        sio.ensure_dir(path)
+    for kind, path in plan.items():
+        if kind == "category":
+            sio.write_category_png(path, result.category_mask)
+        elif kind == "category-color":
+            sio.write_category_preview(path, result.category_mask)
+        elif kind == "confidence" and outputs.confidence_format == "exr":
+            sio.write_exr(path, result.confidence_masks, labels)
+        elif kind == "confidence":
+            sio.write_npy(path, result.confidence_masks)
+        else:
+            picture = effects.render(kind, image, result.confidence_masks, outputs.effect_options)
+            sio.write_image(path, picture, facts=None if kind == "alpha" else facts)
+
+
+def failed_report(item: sio.InputItem, exc: BaseException, started: float) -> ItemReport:
+    if isinstance(exc, MemoryError):
+        # The image passed --max-pixels yet its masks do not fit: that input fails, not the batch.
+        return ItemReport(item.path, error=f"{item.path}: out of memory (lower --max-pixels)",
+                          seconds=time.perf_counter() - started)
+    return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
+                      stops_batch=isinstance(exc, OutputStorageError))
+
+
+def _naming(exc: BaseException, item: sio.InputItem) -> BaseException:
+    """An inference error names no input; its report line must (MemoryError's line already does)."""
+    if isinstance(exc, SegtoolError) and not str(exc).startswith(str(item.path)):
+        return type(exc)(f"{item.path}: {exc}")
+    return exc
+
+
+def category_fractions(result: SegmentationResult, labels) -> dict[str, float]:
+    """Share of the image's pixels in each category present (from the category mask, else argmax)."""
+    if result.category_mask is not None:
+        mask = result.category_mask
+    elif result.confidence_masks is not None:
+        mask = argmax_first(result.confidence_masks)
+    else:
+        return {}
+    counts = _histogram(mask)
+    total = max(1, mask.size)
+    return {labels[i]: round(float(c) / total, 6) for i, c in enumerate(counts[:len(labels)]) if c}
+
+
+def _histogram(mask: np.ndarray) -> np.ndarray:
+    """Pixel count of each uint8 value; OpenCV's calcHist is 15x faster than np.bincount here.
+
+    calcHist counts in float32, exact to 2**24: larger masks are counted in bands of rows.
+    """
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    rows = max(1, (1 << 24) // max(1, mask.shape[1]))
+    counts = np.zeros(256, np.int64)
+    for top in range(0, mask.shape[0], rows):
+        counts += cv2.calcHist([mask[top:top + rows]], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    return counts
