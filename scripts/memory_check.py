@@ -6,6 +6,10 @@ samples the process's resident memory from /proc while each finished input is re
 
     python scripts/memory_check.py                     # 200 x 1920x1080, masks + category
     python scripts/memory_check.py --count 300 -- --blur --threads 2
+    python scripts/memory_check.py --count 50000 --width 64 --height 48 --stdin   # paths on stdin
+
+With --stdin the paths reach `segtool image -` through a pipe, as `find ... | segtool image -`
+does, so nothing is listed up front: what grows then is what segtool keeps per input.
 
 Prints RSS after given numbers of inputs, the peak (VmHWM), and the growth between the 20th
 input and the last; exits 1 when that growth is over --max-growth-mb (a leak, not noise).
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CHECKPOINTS = (1, 10, 20, 50, 100, 150, 200, 300, 500, 1000)
+CHECKPOINTS = (1, 10, 20, 50, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 
 
 def main() -> int:
@@ -36,9 +40,11 @@ def main() -> int:
         make_images(folder, args.count, args.width, args.height)
         print(f"generated {args.count} JPEGs of {args.width}x{args.height} in "
               f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
-        command = segtool_command() + ["image", str(folder), "-o", str(Path(work) / "out"), "--json",
+        source = "-" if args.stdin else str(folder)
+        command = segtool_command() + ["image", source, "-o", str(Path(work) / "out"), "--json",
                                        "-q", *args.segtool_args]
-        samples, peak_kib, seconds, code = run_sampled(command, args.interval)
+        paths = sorted(folder.iterdir()) if args.stdin else None
+        samples, peak_kib, seconds, code = run_sampled(command, args.interval, paths)
     return report(command, samples, peak_kib, seconds, code, args)
 
 
@@ -50,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.02, help="seconds between RSS samples")
     parser.add_argument("--max-growth-mb", type=float, default=25.0)
     parser.add_argument("--workdir", default=None, help="where the temporary folder goes")
+    parser.add_argument("--baseline", type=int, default=20,
+                        help="growth is counted from the inputs around this one (after warm-up)")
+    parser.add_argument("--stdin", action="store_true", help="pass the paths on stdin (`segtool image -`)")
     parser.add_argument("segtool_args", nargs="*", default=["--category-mask"],
                         help="options for `segtool image` (after --)")
     return parser.parse_args()
@@ -76,12 +85,23 @@ def make_images(folder: Path, count: int, width: int, height: int) -> None:
     for index in range(count):
         # Rolled by a different amount each time: every file decodes to different pixels.
         picture = np.roll(bases[index % len(bases)], shift=7 * index, axis=1)
-        Image.fromarray(picture).save(folder / f"img{index:04d}.jpg", quality=90)
+        Image.fromarray(picture).save(folder / f"img{index:06d}.jpg", quality=90)
 
 
-def run_sampled(command: list[str], interval: float):
-    """Run ``command``; sample RSS after every finished input (one --json line) and on a timer."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def run_sampled(command: list[str], interval: float, paths=None):
+    """Run ``command``; sample RSS after every finished input (one --json line) and on a timer.
+
+    ``paths``: fed to the command's stdin, one a line, as it reads them.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.PIPE if paths is not None else subprocess.DEVNULL)
+    if paths is not None:
+        def feed() -> None:
+            with process.stdin:
+                for path in paths:
+                    process.stdin.write(bytes(path) + b"\n")
+
+        threading.Thread(target=feed, daemon=True).start()
     samples: list[tuple[int, int]] = []  # (inputs finished, RSS KiB)
     state = {"done": 0, "peak": 0}
 
@@ -94,7 +114,8 @@ def run_sampled(command: list[str], interval: float):
     def count_lines() -> None:
         for _ in process.stdout:
             state["done"] += 1
-            sample()
+            if state["done"] <= 1000 or state["done"] % 50 == 0:  # /proc reads cost time too
+                sample()
 
     reader = threading.Thread(target=count_lines, daemon=True)
     started = time.perf_counter()
@@ -143,9 +164,10 @@ def report(command, samples, peak_kib, seconds, code, args) -> int:
     print(f"  peak RSS (VmHWM): {peak_kib / 1024:.1f} MB")
     # Highest RSS early on (inputs 10-30) against the highest over the last 20: a leak shows as
     # a difference; a single large allocation at the start does not hide it.
-    early, late = window_max(samples, 10, 30), window_max(samples, done - 20, done)
+    low, high = args.baseline // 2, args.baseline + args.baseline // 2
+    early, late = window_max(samples, low, high), window_max(samples, done - 20, done)
     growth = late - early
-    print(f"  growth, max RSS over inputs 10-30 -> last 20: {early:.1f} -> {late:.1f} MB "
+    print(f"  growth, max RSS over inputs {low}-{high} -> last 20: {early:.1f} -> {late:.1f} MB "
           f"({growth:+.1f} MB, limit {args.max_growth_mb} MB)")
     return 0 if code == 0 and done == args.count and growth <= args.max_growth_mb else 1
 

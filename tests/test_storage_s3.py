@@ -95,10 +95,11 @@ def test_skip_existing_resumes_from_one_listing_per_prefix(photos, tmp_path, buc
     assert reports["coffee.jpg"]["ok"] and not reports["coffee.jpg"]["skipped"]
     assert objects(fs, f"s3://{bucket}/out") == complete
     assert len(listings(asked, "out/&")) == 1 and len(listings(asked, "out/cats/")) == 1
-    # existence comes from the listings; only the objects about to be replaced are asked whether
-    # segtool wrote them (their metadata), never the skipped inputs' outputs
-    heads = {r for r in asked if r.startswith("HEAD ")}
-    assert heads <= {f"HEAD /{bucket}/out/coffee.category.png", f"HEAD /{bucket}/out/coffee.confidence.npy"}
+    # existence comes from the listings; each object that exists is asked once whether segtool
+    # wrote it (its metadata), as a folder's ledger is: skipped inputs' outputs and those about
+    # to be replaced; the missing one is not asked about
+    heads = sorted(r for r in asked if r.startswith("HEAD "))
+    assert heads == sorted(f"HEAD /{bucket}/out/{name}" for name in complete if name != "coffee.blur.jpg")
     assert sorted(r for r in asked if r.startswith("PUT ")) == [f"PUT /{bucket}/out/coffee.blur.jpg",
                                                                 f"PUT /{bucket}/out/coffee.category.png",
                                                                 f"PUT /{bucket}/out/coffee.confidence.npy"]
@@ -133,3 +134,37 @@ def test_missing_objects_and_file_urls(photos, tmp_path, bucket, s3_server, mode
     assert visible(tmp_path / "out") == ["astronaut.category.png",
                                                                      "astronaut.confidence.npy"]
     assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("engine", [[], ["-b", "3"], ["--engine", "ray"]], ids=["local", "batched", "ray"])
+def test_skip_existing_decides_as_the_ledger_does_for_every_engine(photos, tmp_path, bucket, s3_server, model_env,
+                                                                   engine, request):
+    """An output key that holds an object segtool did not write is refused, with or without
+    --skip-existing, as a local folder's ledger decides for a file segtool did not write."""
+    fs = s3_server.filesystem()
+    upload(fs, photos, f"{bucket}/in")
+    env = s3_env(model_env, s3_server)
+    if "ray" in engine:
+        env.update(request.getfixturevalue("ray_cluster").env)
+    job = ["image", f"s3://{bucket}/in/astronaut.png", f"s3://{bucket}/in/coffee.jpg", "--category-mask",
+           "--no-confidence-masks", "-o", f"s3://{bucket}/out/", *engine]
+    assert run_segtool(job, env).returncode == 0
+    fs.pipe_file(f"{bucket}/out/astronaut.category.png", b"the user's own file, put over segtool's")
+    refused = f"segtool: s3://{bucket}/out/astronaut.category.png: an object segtool did not write is there; " \
+              "not overwriting it (move it away or choose another --output)"
+    for flags in ([], ["--skip-existing"]):
+        again = run_segtool(job + flags + ["--json"], env)
+        assert again.returncode == 1, flags
+        assert refused in stderr_lines(again), flags
+        reports = {r["input"].rsplit("/", 1)[1]: r for r in map(json.loads, again.stdout.splitlines())}
+        assert not reports["astronaut.png"]["ok"] and not reports["astronaut.png"]["skipped"], flags
+        assert reports["coffee.jpg"]["ok"] and reports["coffee.jpg"]["skipped"] == bool(flags), flags
+        assert fs.cat_file(f"{bucket}/out/astronaut.category.png") == b"the user's own file, put over segtool's"
+    # the same job on a local folder, where the ledger decides
+    local = ["image", photos / "astronaut.png", photos / "coffee.jpg", "--category-mask", "--no-confidence-masks",
+             "-o", tmp_path / "out", *[e for e in engine if e not in ("--engine", "ray")]]
+    assert run_segtool(local, model_env).returncode == 0
+    (tmp_path / "out" / "astronaut.category.png").write_bytes(b"the user's own file, put over segtool's")
+    for flags in ([], ["--skip-existing"]):
+        again = run_segtool(local + flags, model_env)
+        assert again.returncode == 1 and any("not overwriting it" in line for line in stderr_lines(again)), flags

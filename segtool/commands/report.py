@@ -34,13 +34,17 @@ def item_json(report) -> str:
 
 
 class Reporter:
-    """Prints each finished item as asked and keeps the failures for the closing summary."""
+    """Prints each finished item as asked and counts them for the closing summary; it keeps the
+    first LISTED failures to name there, and nothing else per input (memory stays flat)."""
+
+    LISTED = 20
 
     def __init__(self, *, as_json: bool = False, quiet: bool = False, verbose: bool = False):
         self.as_json = as_json
         self.quiet = quiet
         self.verbose = verbose
-        self.failures: list = []
+        self.failures: list = []  # the first LISTED
+        self.failed = 0
         self.done = 0
         self.skipped = 0
         self.total: Optional[int] = None  # set by progress(); lets the summary count what was never tried
@@ -49,7 +53,9 @@ class Reporter:
 
     def __call__(self, report) -> None:
         if report.error:
-            self.failures.append(report)
+            self.failed += 1
+            if len(self.failures) < self.LISTED:
+                self.failures.append(report)
             click.echo(f"segtool: {report.error}", err=True)
             if getattr(report, "stops_batch", False):
                 self.stopped_by = report
@@ -68,18 +74,18 @@ class Reporter:
         """Print the closing summary; return the exit code (1 when any input failed)."""
         if not self.quiet:
             click.echo(f"segtool: {self._counts()}", err=True)
-            listed = self.failures[:20] if len(self.failures) > 1 else []
+            listed = self.failures if self.failed > 1 else []
             for report in listed:
                 click.echo(f"  failed: {report.input}", err=True)
-            if len(self.failures) > len(listed) > 0:
-                click.echo(f"  ... and {len(self.failures) - len(listed)} more", err=True)
-        return exit_status(failed=bool(self.failures))
+            if self.failed > len(listed) > 0:
+                click.echo(f"  ... and {self.failed - len(listed)} more", err=True)
+        return exit_status(failed=bool(self.failed))
 
     def _counts(self) -> str:
         skipped = f", {self.skipped} skipped" if self.skipped else ""
-        text = f"{self.done} done{skipped}, {len(self.failures)} failed"
+        text = f"{self.done} done{skipped}, {self.failed} failed"
         if self.stopped_by is not None:
-            seen = self.done + self.skipped + len(self.failures)
+            seen = self.done + self.skipped + self.failed
             untried = f"{self.total - seen} not tried" if self.total is not None else "the rest not tried"
             text += f"; stopped early, {untried} (output storage full or read-only)"
         return text

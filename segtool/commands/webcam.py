@@ -45,7 +45,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     from ..cli import Terminated
     from ..options import ImageSegmenterOptions
     from ..registry import spec_for
-    from ..engines.stream import LiveOutputs, SignalHold, run_live
+    from ..engines.stream import LiveOutputs, SignalHold, open_live_sinks, run_live
 
     name = _one_effect(composite)
     preview = output is None if preview is None else preview
@@ -62,15 +62,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     # finishes its outputs and exits, and a further Ctrl-C must not cut that short
     hold = SignalHold(stops)
     with sio.open_live(source, max_pixels=max_pixels) as reader, contextlib.ExitStack() as stack:
-        info = reader.info
-        sinks = []
-        if preview:
-            sinks.append(stack.enter_context(sio.PreviewWindow(width=info.width, height=info.height, fps=info.fps)))
-        if output:
-            # the cut-out is the one effect with an alpha channel
-            sinks.append(stack.enter_context(sio.VideoWriter(
-                output, width=info.width, height=info.height, fps=info.fps,
-                channels=4 if name == "cutout" else 3, realtime=True)))
+        sinks = open_live_sinks(stack, reader.info, outputs, output=output, preview=preview)
         status_line = _StatusLine(quiet)
         final = run_live(reader, options, outputs, sinks, on_status=status_line, stop_on=stops)
         hold.start()

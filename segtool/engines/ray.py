@@ -6,8 +6,9 @@ the unit of work makes, so that done inputs (--skip-existing, from one listing p
 prefix) and refused ones never travel. The rest becomes a Ray dataset of inputs (their names
 only: each actor reads its own inputs from shared storage, nothing decoded travels through
 Ray), mapped by a pool of actors that each load the model once and run engines.local over
-their share, in batches of --batch-size. Reports come back as a stream: the driver holds the
-inputs' names (about 2 KB each, see BENCHMARKS.md), never a result per input.
+their share, in batches of --batch-size. Inputs go out in chunks of CHUNK (one Ray Data job
+each) and reports come back as a stream: the driver holds one chunk of inputs' names and 16
+bytes a claim (outputs.Claims), never a list of all inputs or a result per input.
 
 Fault tolerance is Ray's: a dead actor is restarted and its batch retried (Ray Data's actor
 pools retry by default); every output is written atomically or uploaded whole, so a retried
@@ -21,15 +22,19 @@ import os
 import pickle
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Optional
 
 from ..errors import ClusterError, SegtoolError
 from ..options import ImageSegmenterOptions
-from ..outputs import Claims, ImageOutputs, ItemReport, planned_outputs, settle
+from ..outputs import Claims, ImageOutputs, InputSet, ItemReport, planned_outputs, settle
 
 # Settings a worker must see as the driver does: where models are installed.
 FORWARDED_ENV = ("SEGTOOL_BUNDLED_DIR", "SEGTOOL_MODELS_DIR")
 MAX_BATCH = 8  # inputs per Ray task: small enough that a retried batch redoes little
+# Inputs per Ray Data job: the driver holds one chunk's names (about 2 KB each), and each job
+# starts its actors anew (a model load each, negligible against thousands of inputs).
+CHUNK = 4096
 
 
 def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOutputs,
@@ -45,9 +50,11 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
     with _ray_notes_aside() as notes:
         try:
             _connect(ray, address)
-            todo = _to_run(items, outputs, on_item)
-            if todo:
-                _run(ray, todo, options, outputs, on_item, jobs, batch_size)
+            # Actors get no list of the run's inputs: the driver has settled against it already.
+            for_actors = replace(outputs, protected=InputSet())
+            for todo in _to_run(items, outputs, on_item):
+                if _run(ray, todo, options, for_actors, on_item, jobs, batch_size):
+                    break  # the output storage is full or read-only: the rest would fail too
         except ClusterError as exc:
             notes.keep = True
             raise ClusterError(f"{exc}{notes.hint()}") from exc
@@ -149,9 +156,10 @@ def _quiet(ray) -> None:
             handler.setLevel(logging.ERROR)
 
 
-def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> list[bytes]:
-    """The inputs that need work, pickled; clashes, done and refused inputs are reported here,
-    by the calls the local engine makes."""
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+    """The inputs that need work, pickled, ``chunk`` at a time (the driver holds one chunk, never
+    the whole list); clashes, done and refused inputs are reported here, by the calls the local
+    engine makes."""
     todo, claims = [], Claims(outputs.protected)
     for item in items:
         plan = planned_outputs(item, outputs)
@@ -160,11 +168,16 @@ def _to_run(items: Iterable, outputs: ImageOutputs, on_item) -> list[bytes]:
             on_item(settled)
             continue
         todo.append(pickle.dumps(item))
-    return todo
+        if len(todo) >= chunk:
+            yield todo
+            todo = []
+    if todo:
+        yield todo
 
 
 def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageOutputs,
-         on_item, jobs: Optional[int], batch_size: Optional[int]) -> None:
+         on_item, jobs: Optional[int], batch_size: Optional[int]) -> bool:
+    """One Ray Data job over ``todo``; True when the output storage stopped it."""
     threads = options.num_threads or 1
     gpus = 1 if options.device == "cuda" else 0
     fit = _actors_that_fit(ray, threads, gpus)
@@ -186,11 +199,12 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
             report = pickle.loads(row["report"])
             on_item(report)
             if report.stops_batch:
-                return
+                return True
     except SegtoolError:
         raise
     except Exception as exc:  # RayTaskError, RayActorError, ...: the job itself failed
         raise ClusterError(f"the Ray job failed: {_gist(exc)}") from exc
+    return False
 
 
 def _actors_that_fit(ray, threads: int, gpus: int) -> int:

@@ -394,6 +394,20 @@ class LiveOutputs:
     smooth: float = 0.0
 
 
+def open_live_sinks(stack: contextlib.ExitStack, info: sio.VideoInfo, outputs: LiveOutputs, *,
+                    output: Optional[Path] = None, preview: bool = False) -> list:
+    """The preview window and the output file (or virtual camera) a live run writes to, entered
+    on ``stack``: leaving it finishes them (a file stays playable)."""
+    sinks = []
+    if preview:
+        sinks.append(stack.enter_context(sio.PreviewWindow(width=info.width, height=info.height, fps=info.fps)))
+    if output:
+        channels = 4 if outputs.composite == "cutout" else 3  # the cut-out is the one effect with alpha
+        sinks.append(stack.enter_context(sio.VideoWriter(output, width=info.width, height=info.height, fps=info.fps,
+                                                         channels=channels, realtime=True)))
+    return sinks
+
+
 class _LiveStats:
     """Counts, and the last couple of seconds of delivery times and latencies."""
 

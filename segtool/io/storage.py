@@ -16,6 +16,7 @@ instance role); ``AWS_ENDPOINT_URL`` points s3:// at any S3-compatible server.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -33,6 +34,9 @@ _LOCAL_PROTOCOLS = ("file", "local")
 # Per-process listings of output prefixes, for existence checks: {prefix URL: names in it}.
 _LISTED: dict[str, frozenset] = {}
 _LISTED_LOCK = threading.Lock()
+# Whether segtool uploaded an object (its mark), for the objects asked about last.
+_MARKS: collections.OrderedDict = collections.OrderedDict()
+MARKS_KEPT = 4096
 
 
 def is_url(text) -> bool:
@@ -167,6 +171,25 @@ def remote_written_by_segtool(path) -> bool:
 
 
 def _marked(path) -> bool:
+    """Whether segtool uploaded the object at ``path``: asked of the store once (settling an
+    input asks twice in a row: skip, then refuse), remembered for the last MARKS_KEPT objects."""
+    key = str(path)
+    with _LISTED_LOCK:
+        if key in _MARKS:
+            return _MARKS[key]
+    marked = _ask_mark(path)
+    _remember_mark(key, marked)
+    return marked
+
+
+def _remember_mark(key: str, marked: bool) -> None:
+    with _LISTED_LOCK:
+        _MARKS[key] = marked
+        while len(_MARKS) > MARKS_KEPT:
+            _MARKS.popitem(last=False)
+
+
+def _ask_mark(path) -> bool:
     try:
         if hasattr(path.fs, "metadata"):  # s3fs: the object's user metadata
             metadata = path.fs.metadata(path.path)
@@ -178,6 +201,7 @@ def _marked(path) -> bool:
 
 
 def _remember_written(path) -> None:
+    _remember_mark(str(path), True)
     key = str(path.parent)
     with _LISTED_LOCK:
         if key in _LISTED:
