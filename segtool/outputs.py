@@ -218,8 +218,8 @@ class Claims:
         """A failed report when another input already claimed one of ``plan``, else None."""
         if self._inputs is not None:
             self._inputs.add(item.path)
-        mine = _hash(os.fsdecode(item.path))
-        real = [_hash(os.fsdecode(_real(p))) for p in plan.values()]
+        mine = _hash(_name(item.path))
+        real = [_hash(_name(_real(p))) for p in plan.values()]
         for path in real:
             owner = self._outputs.get(path)
             if owner is not None and owner != mine:
@@ -265,6 +265,10 @@ class HashMap:
         keys, values = np.concatenate([self._keys[~stale], keys]), np.concatenate([self._values[~stale], values])
         order = np.argsort(keys, kind="stable")
         self._keys, self._values, self._fresh = keys[order], values[order], {}
+
+
+def _name(path) -> str:
+    return str(path) if sio.is_remote(path) else os.fsdecode(path)
 
 
 def _hash(text: str) -> int:
