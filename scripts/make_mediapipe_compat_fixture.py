@@ -1,8 +1,21 @@
-"""Record MediaPipe 0.10.21's outputs for segtool.mediapipe's tests (run in MediaPipe's venv)."""
+#!/usr/bin/env python
+"""Record MediaPipe 0.10.21's outputs for tests/test_mediapipe_compat.py and tests/test_selfie_solution.py.
+
+Run where mediapipe==0.10.21 is installed (numpy<2), from a folder holding astronaut.png and
+chelsea.png (scikit-image's skimage/data), with ../shared/models beside the project:
+
+    python scripts/make_mediapipe_compat_fixture.py tests/fixtures/mediapipe_compat.npz
+
+It stores its two small inputs with the outputs, so the tests need neither OpenCV's resize nor
+the original photos: the legacy solution's masks for both model_selection values on a 100x150
+photo (smaller than the models' inputs: the graph's black border shows), and Tasks' category
+masks and one confidence channel (float16) of the selfie and DeepLab models on a 150x226 photo
+at rotations 0, 90 and 270, in MediaPipe's layout.
+"""
 import numpy as np, mediapipe as mp, cv2, sys
 from mediapipe.tasks.python import vision
 from mediapipe.tasks.python.core.base_options import BaseOptions
-M = '/work/shared/models/'
+M = str(__import__('pathlib').Path(__file__).resolve().parents[2] / 'shared' / 'models') + '/'
 rgb = lambda f: cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB)
 small_person = cv2.resize(rgb('astronaut.png'), (150, 100), interpolation=cv2.INTER_AREA)   # 100x150: upscaled into 256
 cat = cv2.resize(rgb('chelsea.png'), (226, 150), interpolation=cv2.INTER_AREA)             # 150x226, non-square

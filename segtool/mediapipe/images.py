@@ -30,6 +30,9 @@ class ImageFormat(enum.IntEnum):
     VEC32F2 = 12
     VEC32F4 = 13
 
+    def __str__(self) -> str:  # "ImageFormat.SRGB" as MediaPipe prints it, not IntEnum's "1"
+        return f"ImageFormat.{self.name}"
+
 
 # format -> (numpy dtype, channels)
 _LAYOUT = {
