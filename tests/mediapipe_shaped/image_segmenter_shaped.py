@@ -5,7 +5,7 @@ finds its data through ``test_utils.get_test_data_path`` under $TEST_SRCDIR, and
 tests check: the factories, model path and bytes, category and confidence masks against goldens,
 labels, mode and callback errors, timestamps, the video and live stream modes. Run by
 tests/test_mediapipe_compat.py after ``segtool.mediapipe.install_as_mediapipe()``; not collected
-by pytest itself. Data (made by that test): deeplabv3.onnx, cat.png, cat_golden.png (category x 10).
+by pytest itself. Data (made by that test): deeplabv3.tflite, cat.png, cat_golden.png (category x 10).
 """
 import os
 import threading
@@ -53,7 +53,7 @@ class ShapedImageSegmenterTest(unittest.TestCase):
     def setUp(self):
         self.image = Image.create_from_file(data_path("cat.png"))
         self.golden = Image(ImageFormat.GRAY8, cv2.imread(data_path("cat_golden.png"), cv2.IMREAD_GRAYSCALE))
-        self.model = data_path("deeplabv3.onnx")
+        self.model = data_path("deeplabv3.tflite")
 
     def opts(self, **kwargs):
         return Options(base_options=Base(model_asset_path=self.model), **kwargs)

@@ -227,7 +227,16 @@ def _rotation(processing: Optional[ImageProcessingOptions]) -> int:
 
 
 def _labels(spec: registry.ModelSpec, locale: str) -> tuple:
-    """MediaPipe's labels: one per confidence mask; a one-channel model's come from its metadata."""
-    if spec.output_channels == 1:
-        return tuple(spec.mediapipe_labels or ())
-    return tuple(spec.labels_for(locale or "en"))
+    """MediaPipe's labels: one per confidence mask; [] where the model names none.
+
+    segtool gives a one-channel model two labels (background, its category). MediaPipe gives the
+    one its metadata names: the manifest records it (``mediapipe_labels``) for the shipped
+    models; a user's own model keeps it as its second label, unless the file named none
+    (``labels_given`` false: segtool made its labels up).
+    """
+    labels = spec.labels_for(locale or "en")
+    if spec.output_channels != 1:
+        return tuple(labels)
+    if spec.mediapipe_labels is not None:
+        return tuple(spec.mediapipe_labels)
+    return tuple(labels[1:]) if getattr(spec, "labels_given", True) else ()
