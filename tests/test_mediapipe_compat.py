@@ -177,7 +177,8 @@ def test_image_refuses_data_its_format_cannot_hold(fmt, data, error, words):
 
 
 def test_create_from_file_reads_as_mediapipe_does(tmp_path):
-    gray, rgba = np.full((5, 7), 128, np.uint8), np.dstack([np.full((5, 7, 3), 9, np.uint8), np.full((5, 7), 77, np.uint8)])
+    gray = np.full((5, 7), 128, np.uint8)
+    rgba = np.dstack([np.full((5, 7, 3), 9, np.uint8), np.full((5, 7), 77, np.uint8)])
     cv2.imwrite(str(tmp_path / "gray.png"), gray)
     cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
     cv2.imwrite(str(tmp_path / "deep.png"), np.full((5, 7, 3), 1000, np.uint16))
@@ -202,7 +203,8 @@ def test_every_factory_and_both_model_forms(cat_image):
         vision.ImageSegmenter.create_from_options(
             vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_buffer=Path(DEEPLAB).read_bytes()))),
         vision.ImageSegmenter.create_from_options(
-            vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_buffer=bytearray(Path(DEEPLAB).read_bytes())))),
+            vision.ImageSegmenterOptions(
+                base_options=BaseOptions(model_asset_buffer=bytearray(Path(DEEPLAB).read_bytes())))),
     ]
     masks = []
     for segmenter in segmenters:
@@ -307,13 +309,15 @@ def test_timestamps_must_increase(mode, cat_image):
 
 
 def test_video_mode_gives_the_image_modes_masks(cat_image):
+    video_options = options(running_mode=Mode.VIDEO, output_category_mask=True)
     with vision.ImageSegmenter.create_from_options(options(output_category_mask=True)) as still, \
-            vision.ImageSegmenter.create_from_options(options(running_mode=Mode.VIDEO, output_category_mask=True)) as video:
+            vision.ImageSegmenter.create_from_options(video_options) as video:
         expected = still.segment(cat_image)
         for timestamp in range(0, 90, 30):
             got = video.segment_for_video(cat_image, timestamp)
             np.testing.assert_array_equal(got.category_mask.numpy_view(), expected.category_mask.numpy_view())
-            np.testing.assert_array_equal(got.confidence_masks[0].numpy_view(), expected.confidence_masks[0].numpy_view())
+            np.testing.assert_array_equal(got.confidence_masks[0].numpy_view(),
+                                          expected.confidence_masks[0].numpy_view())
 
 
 def test_live_stream_delivers_result_image_and_timestamp(cat_image):
@@ -330,7 +334,8 @@ def test_live_stream_delivers_result_image_and_timestamp(cat_image):
     with vision.ImageSegmenter.create_from_options(options(output_category_mask=True)) as still:
         expected = still.segment(cat_image).category_mask.numpy_view()
     stamps = [timestamp for _, _, timestamp in delivered]
-    assert stamps == sorted(set(stamps)) and stamps[-1] == 270  # newer frames may replace waiting ones; the last arrives
+    # newer frames may replace waiting ones; the last one arrives
+    assert stamps == sorted(set(stamps)) and stamps[-1] == 270
     assert threads == {False}
     for result, output_image, timestamp in delivered:
         assert isinstance(result, vision.ImageSegmenterResult) and type(timestamp) is int
@@ -343,7 +348,8 @@ def test_an_exception_in_the_callback_reaches_the_caller(cat_image):
     def callback(result, output_image, timestamp_ms):
         raise KeyError("callback broke")
 
-    segmenter = vision.ImageSegmenter.create_from_options(options(running_mode=Mode.LIVE_STREAM, result_callback=callback))
+    live = options(running_mode=Mode.LIVE_STREAM, result_callback=callback)
+    segmenter = vision.ImageSegmenter.create_from_options(live)
     segmenter.segment_async(cat_image, 1)
     with pytest.raises(KeyError, match="callback broke"):
         segmenter.close()

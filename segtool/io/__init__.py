@@ -19,8 +19,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS", "ImageFacts", "InputItem", "LEDGER_NAME", "atomic_output", "category_palette",
     "composite_extension", "ensure_dir", "existing", "expand_inputs", "file_identity", "identities", "image_extensions",
     "is_output_name", "is_remote", "location", "may_replace", "overwrite_problem", "read_exr", "read_image",
-    "read_image_and_facts", "read_image_as_stored", "reason", "record_written", "to_rgb8", "write_category_png", "write_category_preview",
-    "write_exr",
+    "read_image_and_facts", "read_image_as_stored", "reason", "record_written", "to_rgb8", "write_category_png",
+    "write_category_preview", "write_exr",
     "write_image", "write_npy",
 ]
 from .video import (VIDEO_EXTENSIONS, PreviewWindow, VideoInfo, VideoReader, VideoWriter, is_video_path,

@@ -69,7 +69,8 @@ class ShapedImageSegmenterTest(unittest.TestCase):
     def test_invalid_model_path(self):
         for error in (RuntimeError, FileNotFoundError):
             with self.assertRaisesRegex(error, "Unable to open file at /path/to/invalid/model.tflite"):
-                Segmenter.create_from_options(Options(base_options=Base(model_asset_path="/path/to/invalid/model.tflite")))
+                Segmenter.create_from_options(
+                    Options(base_options=Base(model_asset_path="/path/to/invalid/model.tflite")))
 
     def test_category_mask_from_path_and_bytes(self):
         with open(self.model, "rb") as stream:
@@ -150,8 +151,9 @@ class ShapedImageSegmenterTest(unittest.TestCase):
             finally:
                 done.set()
 
-        with Segmenter.create_from_options(self.opts(running_mode=MODE.LIVE_STREAM, output_category_mask=True,
-                                                     output_confidence_masks=False, result_callback=check)) as segmenter:
+        live = self.opts(running_mode=MODE.LIVE_STREAM, output_category_mask=True, output_confidence_masks=False,
+                         result_callback=check)
+        with Segmenter.create_from_options(live) as segmenter:
             for timestamp in range(0, 300, 30):
                 segmenter.segment_async(self.image, timestamp)
                 done.wait(3)

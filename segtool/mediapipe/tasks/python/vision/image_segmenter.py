@@ -205,7 +205,8 @@ class ImageSegmenter:
 
 def _check_options(options: ImageSegmenterOptions) -> None:
     if not isinstance(options.running_mode, _RunningMode):
-        raise ValueError(f"running_mode must be a RunningMode (IMAGE, VIDEO or LIVE_STREAM), not {options.running_mode!r}")
+        raise ValueError(f"running_mode must be a RunningMode (IMAGE, VIDEO or LIVE_STREAM), "
+                         f"not {options.running_mode!r}")
     if options.running_mode is _RunningMode.LIVE_STREAM:
         if options.result_callback is None:
             raise ValueError("The vision task is in live stream mode, a user-defined result callback must be provided.")
