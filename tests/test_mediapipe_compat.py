@@ -193,6 +193,20 @@ def test_create_from_file_reads_as_mediapipe_does(tmp_path):
             mp.Image.create_from_file(str(tmp_path / bad))
 
 
+def test_create_from_file_keeps_pixels_as_stored_where_read_image_turns_them(tmp_path):
+    from PIL import Image as PILImage
+
+    from segtool import read_image
+
+    path = tmp_path / "turned.jpg"
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored 90 degrees anticlockwise
+    PILImage.fromarray(np.zeros((4, 6, 3), np.uint8)).save(path, exif=exif.tobytes())
+    stored = mp.Image.create_from_file(str(path))
+    assert (stored.height, stored.width) == (4, 6)  # as MediaPipe reads it: EXIF ignored
+    assert read_image(path).shape[:2] == (6, 4)  # segtool's own reader shows it upright
+
+
 # ---- factories and models -------------------------------------------------------------------------
 
 def test_every_factory_and_both_model_forms(cat_image):
