@@ -38,23 +38,27 @@ from .errors import UsageError
 _F32 = np.float32
 _INTER_BITS = 5  # OpenCV's warp quantises source coordinates to 1/32 pixel
 _INTER_TAB = 1 << _INTER_BITS
+BORDERS = ("replicate", "zero")
 
 
 def image_to_tensor(image: np.ndarray, size: tuple[int, int], *, mean: float, std: float,
-                    rotation_degrees: int = 0, input_channels: int = 3) -> np.ndarray:
+                    rotation_degrees: int = 0, input_channels: int = 3, border: str = "replicate") -> np.ndarray:
     """Return float32 ``(height, width, 3)``: the resampled pixels as ``(pixel - mean) / std``.
 
     ``image`` is RGB uint8 ``(H, W, 3)``; ``size`` is the model input's ``(height, width)``.
     ``input_channels`` is the model's: 4 selects MediaPipe's resize path for 4-channel models
     (hair); the caller appends the fourth channel. Output is identical to MediaPipe's tensor.
+    ``border`` is how samples past the image's edge read: ``replicate`` (MediaPipe Tasks) or
+    ``zero`` (black, the legacy ``mp.solutions`` graphs' ``BORDER_ZERO``).
     """
-    pixels = resample_to_model(image, size, rotation_degrees=rotation_degrees, input_channels=input_channels)
+    pixels = resample_to_model(image, size, rotation_degrees=rotation_degrees, input_channels=input_channels,
+                               border=border)
     # A float32 lookup table through OpenCV: the same values as indexing it, 5x faster.
     return cv2.LUT(pixels, value_table(float(mean), float(std)))
 
 
 def resample_to_model(image: np.ndarray, size: tuple[int, int], *, rotation_degrees: int = 0,
-                      input_channels: int = 3) -> np.ndarray:
+                      input_channels: int = 3, border: str = "replicate") -> np.ndarray:
     """The first half of ``image_to_tensor``: uint8 ``(height, width, 3)`` at the model's size.
 
     The device graph (segtool.gpu_graph) takes these pixels and does the value table itself:
@@ -62,10 +66,12 @@ def resample_to_model(image: np.ndarray, size: tuple[int, int], *, rotation_degr
     """
     image = _check_image(image)
     _check_rotation(rotation_degrees)
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, not {border!r}")
     height, width = (int(v) for v in size)
     if input_channels == 4:
         return _stretch(image, height, width, rotation_degrees)
-    return _warp(image, height, width, rotation_degrees)
+    return _warp(image, height, width, rotation_degrees, border)
 
 
 ACCEPTED_IMAGES = ("uint8 or uint16 (H, W) or (H, W, 1) gray, (H, W, 3) RGB or (H, W, 4) RGBA; "
@@ -156,8 +162,9 @@ def _stretch(image: np.ndarray, height: int, width: int, rotation_degrees: int) 
                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _warp(image: np.ndarray, height: int, width: int, rotation_degrees: int) -> np.ndarray:
-    """warpPerspective(INTER_LINEAR, BORDER_REPLICATE) of OpenCV 4.x for 8-bit images.
+def _warp(image: np.ndarray, height: int, width: int, rotation_degrees: int, border: str = "replicate"
+          ) -> np.ndarray:
+    """warpPerspective(INTER_LINEAR, BORDER_REPLICATE or BORDER_CONSTANT 0) of OpenCV 4.x for 8-bit images.
 
     OpenCV 4.x's warp is a remap with fixed-point maps (integer tap, 1/32-pixel fraction), and
     cv2.remap given such maps still computes exactly that in every OpenCV, 15x faster than the
@@ -165,9 +172,12 @@ def _warp(image: np.ndarray, height: int, width: int, rotation_degrees: int) -> 
     """
     maps = _remap_plan(image.shape[0], image.shape[1], height, width, rotation_degrees)
     if maps is not None:
-        return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    taps, weights = _sampling_plan(image.shape[0], image.shape[1], height, width, rotation_degrees)
-    flat = image.reshape(-1, 3)
+        mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+        return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=mode, borderValue=0)
+    taps, weights = _sampling_plan(image.shape[0], image.shape[1], height, width, rotation_degrees, border)
+    # The zero border's taps point one past the last pixel, at a black one.
+    flat = np.concatenate([image.reshape(-1, 3), np.zeros((1, 3), np.uint8)]) if border == "zero" \
+        else image.reshape(-1, 3)
     acc = flat[taps[0]] * weights[0]
     for tap, weight in zip(taps[1:], weights[1:]):
         acc += flat[tap] * weight
@@ -195,7 +205,8 @@ def _remap_plan(src_h: int, src_w: int, height: int, width: int, rotation_degree
 
 
 @lru_cache(maxsize=8)
-def _sampling_plan(src_h: int, src_w: int, height: int, width: int, rotation_degrees: int):
+def _sampling_plan(src_h: int, src_w: int, height: int, width: int, rotation_degrees: int,
+                   border: str = "replicate"):
     """Flat indices of the 4 bilinear taps and their integer weights, for every tensor pixel.
 
     Cached: video frames of one size reuse it.
@@ -208,6 +219,11 @@ def _sampling_plan(src_h: int, src_w: int, height: int, width: int, rotation_deg
     rows = [np.clip(y0, 0, src_h - 1), np.clip(y0 + 1, 0, src_h - 1)]
     wx, wy = [_INTER_TAB - ax, ax], [_INTER_TAB - ay, ay]
     taps = tuple((rows[i] * src_w + cols[j]).ravel() for i in (0, 1) for j in (0, 1))
+    if border == "zero":  # taps outside the image read the black pixel at index src_h * src_w
+        x, y = [x0, x0 + 1], [y0, y0 + 1]
+        outside = [((y[i] < 0) | (y[i] >= src_h) | (x[j] < 0) | (x[j] >= src_w)).ravel()
+                   for i in (0, 1) for j in (0, 1)]
+        taps = tuple(np.where(out, src_h * src_w, tap) for tap, out in zip(taps, outside))
     weights = tuple((wy[i] * wx[j]).astype(np.int32).reshape(-1, 1) for i in (0, 1) for j in (0, 1))
     return taps, weights
 

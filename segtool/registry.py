@@ -35,6 +35,9 @@ class ModelSpec:
     source_size: Optional[int] = None  # bytes of the pinned source file
     localized_labels: dict = field(default_factory=dict)
     license: str = ""
+    # What MediaPipe's ImageSegmenter.labels says for this model where it differs from ``labels``:
+    # a one-channel model's TFLite metadata names its one mask (['selfie']); segtool.mediapipe reads it.
+    mediapipe_labels: Optional[tuple[str, ...]] = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -79,6 +82,7 @@ def _spec_fields(entry: dict) -> dict:
         "source_size": source.get("size"),
         "onnx_sha256": entry.get("onnx_sha256"),
         "license": entry.get("license"),
+        "mediapipe_labels": tuple(entry["mediapipe_labels"]) if "mediapipe_labels" in entry else None,
     }
 
 

@@ -36,7 +36,7 @@ class ImageSegmenter:
         self._pool: Optional[ThreadPoolExecutor] = None  # segment_batch's CPU stages, made when first needed
         self._last_timestamp: Optional[int] = None
         self._previous_mask: Optional[np.ndarray] = None  # the hair network's fourth channel
-        self._worker = _LatestFrameWorker(self._deliver) if _is_live(options) else None
+        self._worker = LatestFrameWorker(self._deliver) if _is_live(options) else None
 
     @classmethod
     def create_from_options(cls, options: ImageSegmenterOptions) -> "ImageSegmenter":
@@ -301,7 +301,7 @@ def _rotation(processing: Optional[ImageProcessingOptions]) -> int:
     return degrees % 360
 
 
-class _LatestFrameWorker:
+class LatestFrameWorker:
     """Runs frames one at a time on a thread; a frame still waiting when a newer one arrives is dropped."""
 
     def __init__(self, handle):

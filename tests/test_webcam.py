@@ -58,13 +58,13 @@ class SlowLiveSegmenter:
     """LIVE_STREAM stand-in: one frame at a time on a thread, the newest waiting frame wins."""
 
     def __init__(self, options, seconds=0.05):
-        from segtool.segmenter import _LatestFrameWorker
+        from segtool.segmenter import LatestFrameWorker
 
         assert options.running_mode is RunningMode.LIVE_STREAM and options.result_callback
         self.timestamps = []
         self._callback = options.result_callback
         self._seconds = seconds
-        self._worker = _LatestFrameWorker(self._run)
+        self._worker = LatestFrameWorker(self._run)
 
     def segment_async(self, frame, timestamp_ms):
         assert not self.timestamps or timestamp_ms > self.timestamps[-1]

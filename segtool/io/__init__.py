@@ -7,7 +7,8 @@ ledger   which files segtool wrote: only those may be replaced
 storage  local paths or object-store URLs: listings, whole reads, whole uploads
 video    frame sources and video writers (ffmpeg processes)
 """
-from .images import DEFAULT_MAX_PIXELS, ImageFacts, read_image, read_image_and_facts, to_rgb8
+from .images import (DEFAULT_MAX_PIXELS, ImageFacts, read_image, read_image_and_facts, read_image_as_stored,
+                     to_rgb8)
 from .ledger import LEDGER_NAME, file_identity, identities, may_replace, overwrite_problem, record_written
 from .paths import InputItem, expand_inputs, image_extensions, is_output_name
 from .storage import is_remote, location
@@ -18,8 +19,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS", "ImageFacts", "InputItem", "LEDGER_NAME", "atomic_output", "category_palette",
     "composite_extension", "ensure_dir", "existing", "expand_inputs", "file_identity", "identities", "image_extensions",
     "is_output_name", "is_remote", "location", "may_replace", "overwrite_problem", "read_exr", "read_image",
-    "read_image_and_facts", "record_written", "to_rgb8", "write_category_png", "write_category_preview",
-    "write_exr",
+    "read_image_and_facts", "read_image_as_stored", "record_written", "to_rgb8", "write_category_png",
+    "write_category_preview", "write_exr",
     "write_image", "write_npy",
 ]
 from .video import (VIDEO_EXTENSIONS, PreviewWindow, VideoInfo, VideoReader, VideoWriter, is_video_path,

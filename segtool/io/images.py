@@ -63,6 +63,33 @@ def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndar
     return _upright(to_rgb8(pixels), orientation), facts
 
 
+def read_image_as_stored(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The first frame of ``path`` as its file stores it, as MediaPipe's ``Image.create_from_file``
+    reads files: uint8 (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; no EXIF orientation applied,
+    alpha kept, 16-bit reduced to 8. The same strict decoding and one-line errors as ``read_image``.
+    """
+    path, source = _source(path)
+    try:
+        with _pillow_warnings_silenced(), _open(source) as image:
+            _check_pixels(path, image.size, max_pixels)
+            pixels = _pixels(image)
+    except InputError:
+        raise
+    except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
+        raise _decode_error(path, exc, max_pixels, source) from exc
+    return _as_stored(pixels)
+
+
+def _as_stored(pixels: np.ndarray) -> np.ndarray:
+    """8-bit gray (H, W), RGB or RGBA; gray with alpha becomes RGBA."""
+    frame = _to_uint8(np.asarray(pixels))
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    elif frame.ndim == 3 and frame.shape[2] == 2:
+        frame = np.concatenate([np.repeat(frame[:, :, :1], 3, axis=2), frame[:, :, 1:]], axis=2)
+    return np.require(frame, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
 def _source(path):
     """(the name errors give, what Pillow opens): a checked local file, or an object's bytes."""
     if storage.is_remote(path):

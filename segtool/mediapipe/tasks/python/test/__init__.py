@@ -1,0 +1,1 @@
+"""``mediapipe.tasks.python.test``: ``test_utils``, which MediaPipe's published tests import."""

@@ -1,0 +1,68 @@
+"""``mediapipe.tasks.python.test.test_utils``: where MediaPipe's published tests find their data.
+
+``get_test_data_path("mediapipe/tasks/testdata/vision/deeplabv3.tflite")`` (or a bare file name)
+looks under, in turn: absl's ``--test_srcdir``, ``$TEST_SRCDIR``, ``$SEGTOOL_MEDIAPIPE_TESTDATA``
+and the working directory; first for the path itself, then, as MediaPipe does, for any file
+whose path ends with it.
+"""
+from __future__ import annotations
+
+import os
+
+
+def test_srcdir() -> str:
+    """The test data root from absl's ``--test_srcdir`` or ``$TEST_SRCDIR``."""
+    flag = _absl_test_srcdir()
+    if flag:
+        return flag
+    if "TEST_SRCDIR" in os.environ:
+        return os.environ["TEST_SRCDIR"]
+    raise RuntimeError("Missing TEST_SRCDIR environment.")
+
+
+def get_test_data_path(file_or_dirname_path: str) -> str:
+    """Full path of a test data file or folder; ValueError naming the folders searched if none."""
+    roots = _roots()
+    if os.path.isabs(file_or_dirname_path) and os.path.exists(file_or_dirname_path):
+        return file_or_dirname_path
+    for root in roots:
+        candidate = os.path.join(root, file_or_dirname_path)
+        if os.path.exists(candidate):
+            return candidate
+    for root in roots:
+        for directory, subdirs, files in os.walk(root):
+            for name in subdirs + files:
+                path = os.path.join(directory, name)
+                if path.endswith(file_or_dirname_path):
+                    return path
+    raise ValueError(f"No {file_or_dirname_path} in test directory: {os.pathsep.join(roots)}.")
+
+
+def create_calibration_file(file_dir: str, file_name: str = "score_calibration.txt",
+                            content: str = "1.0,2.0,3.0,4.0") -> str:
+    """Write a score calibration file, as MediaPipe's helper does; returns its path."""
+    path = os.path.join(file_dir, file_name)
+    with open(path, mode="w") as stream:
+        stream.write(content)
+    return path
+
+
+def _roots() -> list[str]:
+    candidates = [_absl_test_srcdir(), os.environ.get("TEST_SRCDIR"),
+                  os.environ.get("SEGTOOL_MEDIAPIPE_TESTDATA"), os.getcwd()]
+    roots: list[str] = []
+    for root in candidates:
+        if root and root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _absl_test_srcdir():
+    try:
+        from absl import flags
+    except ImportError:
+        return None
+    try:
+        return flags.FLAGS["test_srcdir"].value if "test_srcdir" in flags.FLAGS else None
+    except flags.UnparsedFlagAccessError:  # read before absl parsed the command line
+        return None
