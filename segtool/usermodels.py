@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .convert.metadata import NotTFLiteError, is_tflite, read_metadata
+from .convert.metadata import NotTFLiteError, check_complete, is_tflite, read_metadata
 from .errors import ModelError, UsageError
 from .modelspec import ModelSpec, ResolvedModel, extra_hint, user_dir
 
@@ -87,6 +87,7 @@ def _foreign_kind(data: bytes) -> Optional[str]:
 
 def _resolve_tflite(data: bytes, sha256: str, origin: str, name: str, user_facts: dict) -> ResolvedModel:
     try:
+        check_complete(data)
         metadata = read_metadata(data)
     except NotTFLiteError as exc:
         raise ModelError(f"{origin}: damaged or truncated TFLite file ({exc})") from exc
@@ -335,14 +336,14 @@ def _convert(data: bytes, origin: str, folder: Path, onnx_path: Path) -> str:
 
 
 def _require_converters(origin: str) -> None:
-    import importlib.util
-
-    missing = [m for m in ("tf2onnx", "onnx", "tensorflow") if importlib.util.find_spec(m) is None]
-    if missing:
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401  (imports TensorFlow)
+    except ImportError as exc:
+        hint = extra_hint("convert")
+        also = "" if hint == "pip install 'segtool[convert]'" else f" (from this checkout: {hint})"
         raise ModelError(f"{origin}: converting a TFLite model (once; then it is cached) needs the convert "
-                         f"extra, which lacks {', '.join(missing)}: pip install 'segtool[convert]'"
-                         + ("" if extra_hint("convert").startswith("pip install 'segtool")
-                            else f" (from this checkout: {extra_hint('convert')})"))
+                         f"extra ({exc.name or exc} is missing): pip install 'segtool[convert]'{also}") from exc
 
 
 def _cache_bytes(data: bytes, sha256: str, origin: str) -> Path:

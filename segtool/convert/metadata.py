@@ -151,6 +151,24 @@ def read_signature(data: bytes) -> Signature:
         raise NotTFLiteError(f"malformed TFLite flatbuffer: {exc}") from exc
 
 
+def check_complete(data: bytes) -> None:
+    """Raise NotTFLiteError unless every tensor buffer lies inside ``data`` (a truncated file's do not)."""
+    model = _root(data)
+    try:
+        for buffer in model.tables(4):  # Buffer{data 0, offset 1, size 2}
+            at = buffer._field(0)
+            if at:
+                start = buffer._deref(at)
+                if start + 4 + struct.unpack_from("<I", data, start)[0] > len(data):
+                    raise NotTFLiteError("truncated TFLite file: a weight buffer runs past its end")
+            offset, size = buffer.scalar(1, "Q"), buffer.scalar(2, "Q")
+            if offset > 1 and offset + size > len(data):
+                raise NotTFLiteError("truncated TFLite file: a weight buffer runs past its end")
+        read_signature(data)
+    except (struct.error, IndexError) as exc:
+        raise NotTFLiteError("truncated or damaged TFLite flatbuffer (an offset points past its end)") from exc
+
+
 def read_tensor_names(data: bytes) -> set[str]:
     """Names of all tensors in all subgraphs."""
     return {t.string(3) or "" for graph in _root(data).tables(2) for t in graph.tables(0)}
