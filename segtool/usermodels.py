@@ -299,7 +299,7 @@ def converted(data: bytes, sha256: str, origin: str) -> tuple[Path, str]:
     cached = _cached(onnx_path, record)
     if cached:
         return onnx_path, cached
-    with _locked(folder / f".{sha256}.lock"):
+    with _locked(folder / ".lock"):  # one for the folder: conversions are rare, files stay few
         cached = _cached(onnx_path, record)
         if cached:
             return onnx_path, cached
