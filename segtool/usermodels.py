@@ -320,12 +320,12 @@ def _cached(onnx_path: Path, record: Path) -> Optional[str]:
 def _convert(data: bytes, origin: str, folder: Path, onnx_path: Path) -> str:
     from .convert import ConversionError, convert_tflite, quiet_native_logs
 
-    _require_converters(origin)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".converting-") as work:
         tflite = Path(work) / "model.tflite"
         tflite.write_bytes(data)
         try:
-            with quiet_native_logs():
+            with quiet_native_logs():  # TensorFlow logs from C++ as it is imported, too
+                _require_converters(origin)
                 report = convert_tflite(tflite, Path(work) / "model.onnx")
         except ConversionError as exc:
             message = str(exc).replace(str(tflite), origin)
