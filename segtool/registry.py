@@ -71,7 +71,8 @@ def resolve(model: Union[str, os.PathLike] = "selfie", buffer: Optional[bytes] =
     if buffer is not None:
         return usermodels.resolve_buffer(buffer)
     if usermodels.looks_like_path(model):
-        return usermodels.resolve_file(Path(os.fspath(model)))
+        path = Path(os.fspath(model)).expanduser()
+        return _known_onnx(path) or usermodels.resolve_file(path)
     name = str(model)
     if name in load_manifest():
         return locate(name)
@@ -103,6 +104,25 @@ def locate(name: str) -> ResolvedModel:
             f"model '{name}' is not installed: run `segtool models install {name}`"
         )
     return ResolvedModel(spec.with_facts(_read_sidecar(path, spec)), path)
+
+
+def _known_onnx(path: Path) -> Optional[ResolvedModel]:
+    """segtool's own conversion of a manifest model (models/deeplab.onnx, an installed hair.onnx),
+    named by its path: the manifest's facts, unless a facts file beside it says otherwise."""
+    if path.suffix.lower() != ".onnx" or not path.is_file() or usermodels.facts_path(path).is_file():
+        return None
+    try:
+        digest = sha256_of(path)
+    except OSError:
+        return None  # resolve_file says why
+    for name in load_manifest():
+        try:
+            known = locate(name)
+        except ModelError:
+            continue
+        if known.spec.onnx_sha256 == digest:
+            return ResolvedModel(known.spec, path)
+    return None
 
 
 def _read_sidecar(model_path: Path, spec: ModelSpec) -> dict:

@@ -229,8 +229,11 @@ def _spec(name: str, origin: str, input_shape: tuple, output_shape: tuple, facts
 def _input_size(shape: tuple, origin: str) -> tuple[int, int, int]:
     if len(shape) == 4 and shape[0] in (1, -1) and all(d > 0 for d in shape[1:]) and shape[3] in (3, 4):
         return int(shape[1]), int(shape[2]), int(shape[3])
-    hint = " (channels first: segtool runs NHWC models, as TFLite's are)" \
-        if len(shape) == 4 and shape[1] in (3, 4) and shape[3] not in (3, 4) else ""
+    hint = ""
+    if len(shape) == 4 and shape[1] in (3, 4) and shape[3] not in (3, 4):
+        hint = " (channels first: segtool runs NHWC models, as TFLite's are)"
+    elif len(shape) == 4 and shape[3] in (3, 4) and min(shape[1:3]) < 0:
+        hint = " (its height and width are not fixed: segtool needs a model of one input size)"
     raise ModelError(f"{origin}: input {_shape(shape)} is not an image (1, height, width, 3){hint}")
 
 

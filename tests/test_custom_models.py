@@ -274,10 +274,22 @@ def bundled_onnx(name: str) -> Path:
     return path
 
 
+def test_segtools_own_onnx_files_run_by_path_with_the_manifests_facts(tmp_path, env):
+    image = photo(tmp_path)
+    by_path = run_segtool(["image", image, "--model", bundled_onnx("deeplab"), "--json", "-o", tmp_path / "p"], env)
+    by_name = run_segtool(["image", image, "--model", "deeplab", "--json", "-o", tmp_path / "n"], env)
+    assert by_path.returncode == 0 and by_name.returncode == 0, by_path.stderr
+    assert np.array_equal(np.load(tmp_path / "p" / "chelsea.confidence.npy"),
+                          np.load(tmp_path / "n" / "chelsea.confidence.npy"))
+    assert "cat" in json.loads(by_path.stdout.decode().splitlines()[0])["categories"]
+
+
 def test_an_onnx_file_takes_its_facts_from_a_facts_file_or_its_metadata_props(tmp_path, env):
     onnx = pytest.importorskip("onnx")
     model = tmp_path / "voc.onnx"
-    model.write_bytes(bundled_onnx("deeplab").read_bytes())
+    copy = onnx.load(str(bundled_onnx("deeplab")))
+    copy.doc_string = "a user's own model"  # other bytes: not segtool's own file
+    onnx.save(copy, str(model))
     image = photo(tmp_path)
     refused = run_segtool(["image", image, "--model", model, "-o", tmp_path / "x"], env)
     assert refused.returncode == 1
