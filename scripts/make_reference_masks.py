@@ -62,7 +62,8 @@ CASES = [
 ]
 
 # a user's own model (tests/tflite_metadata.py builds it): (model, image, rotation_degrees)
-CUSTOM_CASES = [("custom_deeplab", image, 0) for image in ("astronaut", "chelsea", "coffee", "grace_hopper")]
+CUSTOM_CASES = [("custom_deeplab", image, 0) for image in ("astronaut", "chelsea", "coffee", "grace_hopper")] + [
+    ("custom_selfie", image, 0) for image in ("astronaut", "grace_hopper")]
 
 # ImageToTensorCalculator references: (image, tensor width, tensor height, rotation_degrees)
 TENSOR_CASES = [

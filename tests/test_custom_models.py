@@ -118,7 +118,7 @@ def test_model_path_means_a_path_not_a_name():
         ImageSegmenter.create_from_model_path("selfie")
 
 
-CASES = sorted(p.stem for p in FIXTURES.glob("custom_deeplab/*.npz"))
+CASES = sorted(p.relative_to(FIXTURES).as_posix()[:-4] for p in FIXTURES.glob("*/*.npz"))
 
 
 def load_image(name: str) -> np.ndarray:
@@ -129,18 +129,36 @@ def load_image(name: str) -> np.ndarray:
     return getattr(skimage_data, name)()
 
 
-@pytest.mark.parametrize("image_name", CASES)
-def test_masks_equal_mediapipes_own(custom_tflite, image_name):
-    fixture = dict(np.load(FIXTURES / "custom_deeplab" / f"{image_name}.npz"))
+@pytest.fixture(scope="module")
+def custom_models(tmp_path_factory, cache) -> dict:
+    import tflite_metadata
+
+    folder = tmp_path_factory.mktemp("fixture-models")
+    made = {}
+    for name in ("custom_deeplab", "custom_selfie"):
+        made[name] = folder / f"{name}.tflite"
+        made[name].write_bytes(getattr(tflite_metadata, name)(SHARED))
+    return made
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_masks_equal_mediapipes_own(custom_models, case):
+    """The same bytes through MediaPipe 0.10.21 (recorded) and segtool. A one-channel model keeps
+    segtool's convention: masks (1 - p, p), categories 1 = its label; MediaPipe: p, and 0 = its label."""
+    model, image_name = case.split("/")
+    fixture = dict(np.load(FIXTURES / f"{case}.npz"))
     image = np.ascontiguousarray(load_image(image_name))
     if hashlib.sha256(image.tobytes()).hexdigest() != str(fixture["image_sha256"]):
         pytest.skip(f"{image_name}: this environment decodes the image differently from the fixture's")
-    options = ImageSegmenterOptions(model=custom_tflite, output_category_mask=True)
+    options = ImageSegmenterOptions(model=custom_models[model], output_category_mask=True)
     with ImageSegmenter.create_from_options(options) as segmenter:
         result = segmenter.segment(image)
-        assert list(segmenter.labels) == list(fixture["labels"])  # MediaPipe's labels, read from the same bytes
-    agreement = float((result.category_mask == fixture["category_mask"]).mean())
-    channels = fixture["confidence_channels"]
+        one_channel = segmenter.spec.output_channels == 1
+        labels = segmenter.labels[1:] if one_channel else segmenter.labels
+    assert list(labels) == list(fixture["labels"])  # MediaPipe's labels, read from the same bytes
+    channels = fixture["confidence_channels"] + (1 if one_channel else 0)
+    expected_category = (fixture["category_mask"] == 0) if one_channel else fixture["category_mask"]
+    agreement = float((result.category_mask == expected_category).mean())
     difference = np.abs(result.confidence_masks[channels] - fixture["confidence_masks"].astype(np.float32))
     assert agreement >= 0.999, agreement
     # the fixture keeps float16 (rounding <= 2.5e-4 in 0.5..1); the rest is TFLite vs onnxruntime

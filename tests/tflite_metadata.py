@@ -196,3 +196,13 @@ def custom_deeplab(models_dir) -> bytes:
     source = (Path(models_dir) / "deeplab_v3.tflite").read_bytes()
     return with_segmenter_metadata(source, labels=VOC_LABELS, localized={"fr": VOC_FR, "de": VOC_DE, "ja": VOC_JA},
                                    mean=127.5, std=127.5, activation="softmax")
+
+
+def custom_selfie(models_dir) -> bytes:
+    """The legacy square selfie network (no metadata of its own) with one label, "person", mean 0 /
+    std 255 and activation none: one probability channel, as MediaPipe's selfie models."""
+    from pathlib import Path
+
+    source = (Path(models_dir) / "selfie_segmentation.tflite").read_bytes()
+    return with_segmenter_metadata(source, labels=("person",), localized={"fr": ("personne",)},
+                                   mean=0.0, std=255.0, activation="none")
