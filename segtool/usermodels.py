@@ -9,11 +9,13 @@ cached by its sha256 in ``user_dir()/converted``; only that first use needs the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -63,8 +65,6 @@ def resolve_buffer(data: bytes) -> ResolvedModel:
 
 
 def _resolve(data: bytes, origin: str, name: str, user_facts: dict, onnx_file: Optional[Path]) -> ResolvedModel:
-    import hashlib
-
     sha256 = hashlib.sha256(data).hexdigest()
     if is_tflite(data):
         return _resolve_tflite(data, sha256, origin, name, user_facts)
@@ -280,8 +280,6 @@ def _labels(names, out_channels: int, origin: str, what: str) -> tuple[tuple[str
 
 
 def _with_file(spec: ModelSpec, onnx_path: Path, onnx_sha256: Optional[str]) -> ModelSpec:
-    from dataclasses import replace
-
     return replace(spec, file=str(onnx_path), onnx_sha256=onnx_sha256)
 
 
