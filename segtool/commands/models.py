@@ -60,8 +60,9 @@ def list_models():
     table = Table("name", "input (H x W x C)", "categories", "installed", "size", "source")
     for name in registry.model_names():
         state, path, spec, _ = _where(name)
-        table.add_row(name, f"{spec.input_height}x{spec.input_width}x{spec.input_channels}",
-                      str(len(spec.labels)), state, _human_size(path) if path and path.is_file() else "-",
+        known = spec.input_height > 0
+        table.add_row(name, f"{spec.input_height}x{spec.input_width}x{spec.input_channels}" if known else "-",
+                      str(len(spec.labels)) if known else "-", state, _human_size(path) if path and path.is_file() else "-",
                       spec.source_file)
     console = Console(width=200 if not sys.stdout.isatty() else None)
     with console.capture() as captured:  # printed by Click: rich would exit 1 on a closed stdout
@@ -76,7 +77,9 @@ def info(name, locale):
     """Labels, normalization, checksums and origin of one model (a name or a model file)."""
     state, path, spec, problem = _where(name)
     if state == "damaged" and spec.custom:
-        raise click.ClickException(problem)
+        from ..errors import ModelError
+
+        raise ModelError(problem)
     click.echo(f"name           {spec.name} ({spec.title})")
     click.echo(f"input          {spec.input_height}x{spec.input_width}x{spec.input_channels} (H x W x C), NHWC float32")
     click.echo(f"normalization  (pixel - {spec.mean:g}) / {spec.std:g}")
