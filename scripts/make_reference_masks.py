@@ -22,6 +22,10 @@ CPU) returns, unchanged in layout and convention:
 (float range 0..255, so the values are the resampled uint8 levels): a bit-exact reference for
 segtool.preprocess.
 
+``--custom-out`` (tests/fixtures/mediapipe_custom) gets the same for a user's own model: DeepLab-v3's
+network with metadata written by tests/tflite_metadata.py (labels, localized label files, softmax),
+the very bytes tests/test_custom_models.py builds; each file also holds MediaPipe's ``labels``.
+
 MediaPipe Tasks needs model metadata. The landscape and hair files have none, so metadata is
 written into copies in a temporary directory: mean 0 / std 255 like the other selfie model;
 labels "selfie" (one channel, activation NONE) and "background", "hair" (activation SOFTMAX:
@@ -57,6 +61,10 @@ CASES = [
     ("hair", "astronaut", 0), ("hair", "grace_hopper", 0),
 ]
 
+# a user's own model (tests/tflite_metadata.py builds it): (model, image, rotation_degrees)
+CUSTOM_CASES = [("custom_deeplab", image, 0) for image in ("astronaut", "chelsea", "coffee", "grace_hopper")] + [
+    ("custom_selfie", image, 0) for image in ("astronaut", "grace_hopper")]
+
 # ImageToTensorCalculator references: (image, tensor width, tensor height, rotation_degrees)
 TENSOR_CASES = [
     ("grace_hopper", 256, 144, 90), ("coffee", 257, 257, 270),
@@ -91,6 +99,22 @@ def model_with_metadata(models_dir: Path, name: str, workdir: Path) -> Path:
     return target
 
 
+def custom_model(models_dir: Path, name: str, workdir: Path) -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tflite_metadata
+
+    target = workdir / f"{name}.tflite"
+    target.write_bytes(getattr(tflite_metadata, name)(models_dir))
+    return target
+
+
+def labels_of(model_path: Path) -> list:
+    from mediapipe.tasks.python import BaseOptions, vision
+    options = vision.ImageSegmenterOptions(base_options=BaseOptions(model_asset_path=str(model_path)))
+    with vision.ImageSegmenter.create_from_options(options) as segmenter:
+        return list(segmenter.labels)
+
+
 def segment(model_path: Path, rgb: np.ndarray, rotation: int):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
@@ -106,7 +130,7 @@ def segment(model_path: Path, rgb: np.ndarray, rotation: int):
         return confidence, result.category_mask.numpy_view().copy()
 
 
-def write_case(out: Path, model: str, image: str, rotation: int, model_path: Path) -> Path:
+def write_case(out: Path, model: str, image: str, rotation: int, model_path: Path, **extra) -> Path:
     import mediapipe as mp
     rgb = load_image(image)
     confidence, category = segment(model_path, rgb, rotation)
@@ -121,7 +145,8 @@ def write_case(out: Path, model: str, image: str, rotation: int, model_path: Pat
         path, confidence_masks=confidence[channels].astype(np.float16),
         confidence_channels=channels, category_mask=category,
         rotation_degrees=np.int64(rotation), mediapipe_version=np.str_(mp.__version__),
-        image_shape=np.array(rgb.shape), image_sha256=np.str_(hashlib.sha256(rgb.tobytes()).hexdigest()))
+        image_shape=np.array(rgb.shape), image_sha256=np.str_(hashlib.sha256(rgb.tobytes()).hexdigest()),
+        **extra)
     return path
 
 
@@ -171,14 +196,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", type=Path, default=ROOT.parent / "shared" / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "mediapipe")
+    parser.add_argument("--custom-out", type=Path, default=ROOT / "tests" / "fixtures" / "mediapipe_custom")
+    parser.add_argument("--only", choices=["bundled", "custom"], default=None, help="write only these fixtures")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {m: model_with_metadata(args.models_dir, m, Path(tmp)) for m in MODELS}
-        written = [write_case(args.out, m, i, r, paths[m]) for m, i, r in CASES]
-    written.append(write_tensors(args.out))
+        if args.only != "custom":
+            args.out.mkdir(parents=True, exist_ok=True)
+            paths = {m: model_with_metadata(args.models_dir, m, Path(tmp)) for m in MODELS}
+            written += [write_case(args.out, m, i, r, paths[m]) for m, i, r in CASES]
+            written.append(write_tensors(args.out))
+        if args.only != "bundled":
+            for model in sorted({m for m, _, _ in CUSTOM_CASES}):
+                path = custom_model(args.models_dir, model, Path(tmp))
+                labels = np.array(labels_of(path))
+                written += [write_case(args.custom_out, m, i, r, path, labels=labels)
+                            for m, i, r in CUSTOM_CASES if m == model]
     for path in written:
-        print(f"{path.relative_to(args.out)}  {path.stat().st_size / 1024:.0f} KiB")
+        print(f"{path}  {path.stat().st_size / 1024:.0f} KiB")
     print(f"total {sum(p.stat().st_size for p in written) / 2**20:.2f} MiB")
     return 0
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -132,7 +130,9 @@ def download(url: str, destination: Path, on_progress: Progress) -> None:
 
 def convert_and_describe(spec: registry.ModelSpec, tflite: Path, onnx_path: Path) -> dict:
     """Check the TFLite signature, convert to ONNX, and return the sidecar's facts."""
-    with _native_logs_silenced():
+    from .convert import quiet_native_logs
+
+    with quiet_native_logs():
         try:
             from .convert import convert_tflite
             from .convert.metadata import NotTFLiteError, check_signature, read_metadata
@@ -146,26 +146,6 @@ def convert_and_describe(spec: registry.ModelSpec, tflite: Path, onnx_path: Path
             raise ModelError(f"{tflite.name}: not the expected '{spec.name}' model ({exc})") from exc
         convert_tflite(tflite, onnx_path)
         return _facts(spec, read_metadata(tflite), registry.sha256_of(onnx_path))
-
-
-@contextlib.contextmanager
-def _native_logs_silenced():
-    """TensorFlow, absl and XNNPACK log from C++ straight to file descriptor 2 (oneDNN notices,
-    "Created TensorFlow Lite XNNPACK delegate", ...): point it elsewhere while they run.
-
-    What segtool itself has to say comes afterwards, as the one-line error or the install line.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _facts(spec: registry.ModelSpec, metadata, onnx_sha256: str) -> dict:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 
 class RunningMode(enum.Enum):
@@ -16,11 +17,13 @@ class RunningMode(enum.Enum):
 class ImageSegmenterOptions:
     """What to run and what to return; fixed for the life of one ImageSegmenter.
 
-    ``model`` is a manifest name (``segtool models list``) or a path to an ONNX file
-    installed by segtool. ``device`` is ``auto``, ``cpu``, ``cuda`` or ``directml``.
+    ``model`` is a manifest name (``segtool models list``), a name kept with ``segtool models add``,
+    or a path (``str`` or ``os.PathLike``) to a TFLite or ONNX segmentation model.
+    ``model_buffer`` holds such a file's bytes instead (MediaPipe's ``model_asset_buffer``) and wins
+    over ``model``. ``device`` is ``auto``, ``cpu``, ``cuda`` or ``directml``.
     """
 
-    model: str = "selfie"
+    model: Union[str, os.PathLike] = "selfie"
     running_mode: RunningMode = RunningMode.IMAGE
     output_category_mask: bool = False
     output_confidence_masks: bool = True
@@ -32,6 +35,7 @@ class ImageSegmenterOptions:
     # back-to-back segment() calls, but CPU taken from threads decoding or encoding beside them
     # (`segtool image` turns it off and runs several images at once instead).
     busy_wait: bool = True
+    model_buffer: Optional[bytes] = None
 
 
 @dataclass(frozen=True)

@@ -1,89 +1,22 @@
-"""Model facts from models/manifest.json, where model files live, and checks that they are intact."""
+"""Model facts from models/manifest.json, where model files live, and checks that they are intact.
+
+`resolve` turns what a user names (a manifest name, an added name, a file, bytes) into a ResolvedModel.
+"""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
+from . import usermodels
 from .errors import ModelError, ModelNotInstalledError
+from .modelspec import (ModelSpec, ResolvedModel, extra_hint, sha256_of, source_checkout,  # noqa: F401 (API)
+                        spec_fields, user_dir)
 
 MANIFEST_NAME = "manifest.json"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    title: str
-    file: str
-    bundled: bool
-    input_height: int
-    input_width: int
-    input_channels: int
-    mean: float
-    std: float
-    activation: str
-    labels: tuple[str, ...]
-    source_url: str
-    source_file: str
-    source_sha256: Optional[str]
-    onnx_sha256: Optional[str] = None
-    source_size: Optional[int] = None  # bytes of the pinned source file
-    localized_labels: dict = field(default_factory=dict)
-    license: str = ""
-    # What MediaPipe's ImageSegmenter.labels says for this model where it differs from ``labels``:
-    # a one-channel model's TFLite metadata names its one mask (['selfie']); segtool.mediapipe reads it.
-    mediapipe_labels: Optional[tuple[str, ...]] = None
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.input_height, self.input_width
-
-    @property
-    def output_channels(self) -> int:
-        """Two-category models without softmax answer one probability channel (the second category)."""
-        return 1 if len(self.labels) == 2 and self.activation in ("none", "sigmoid") else len(self.labels)
-
-    def labels_for(self, locale: str = "en") -> tuple[str, ...]:
-        """Labels in ``locale`` when the model ships them, English otherwise."""
-        for key in (locale, locale.split("_")[0].split("-")[0]):
-            if key in self.localized_labels:
-                return tuple(self.localized_labels[key])
-        return self.labels
-
-    def with_facts(self, facts: dict) -> "ModelSpec":
-        """This spec updated with what conversion learned from the model file itself."""
-        return replace(self, **{k: v for k, v in _spec_fields(facts).items() if v is not None})
-
-
-def _spec_fields(entry: dict) -> dict:
-    source = entry.get("source", {})
-    size = entry.get("input", {})
-    norm = entry.get("normalization", {})
-    return {
-        "title": entry.get("title"),
-        "file": entry.get("file"),
-        "bundled": entry.get("bundled"),
-        "input_height": size.get("height"),
-        "input_width": size.get("width"),
-        "input_channels": size.get("channels"),
-        "mean": norm.get("mean"),
-        "std": norm.get("std"),
-        "activation": entry.get("activation"),
-        "labels": tuple(entry["labels"]) if "labels" in entry else None,
-        "localized_labels": entry.get("localized_labels"),
-        "source_url": source.get("url"),
-        "source_file": source.get("file"),
-        "source_sha256": source.get("sha256"),
-        "source_size": source.get("size"),
-        "onnx_sha256": entry.get("onnx_sha256"),
-        "license": entry.get("license"),
-        "mediapipe_labels": tuple(entry["mediapipe_labels"]) if "mediapipe_labels" in entry else None,
-    }
 
 
 def bundled_dir() -> Path:
@@ -99,21 +32,13 @@ def bundled_dir() -> Path:
     return Path(sys.prefix) / "share" / "segtool" / "models"
 
 
-def user_dir() -> Path:
-    """Where `segtool models install` puts models; SEGTOOL_MODELS_DIR overrides it."""
-    if os.environ.get("SEGTOOL_MODELS_DIR"):
-        return Path(os.environ["SEGTOOL_MODELS_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "segtool" / "models"
-
-
 def load_manifest(path: Optional[Path] = None) -> dict[str, ModelSpec]:
     path = path or bundled_dir() / MANIFEST_NAME
     try:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))["models"]
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{path}: cannot read the model manifest ({exc})") from exc
-    return {name: ModelSpec(name=name, **_defaults(_spec_fields(e))) for name, e in entries.items()}
+    return {name: ModelSpec(name=name, **_defaults(spec_fields(e))) for name, e in entries.items()}
 
 
 def _defaults(fields: dict) -> dict:
@@ -130,12 +55,32 @@ def spec_for(name: str) -> ModelSpec:
     return specs[name]
 
 
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A spec together with the ONNX file that implements it."""
+def model_names() -> list[str]:
+    """Every name `--model` takes: the manifest's, then those kept with `segtool models add`."""
+    return [*load_manifest(), *(n for n in usermodels.added_names() if n not in load_manifest())]
 
-    spec: ModelSpec
-    path: Path
+
+def resolve(model: Union[str, os.PathLike] = "selfie", buffer: Optional[bytes] = None) -> ResolvedModel:
+    """The ONNX file and facts behind what a user names as a model.
+
+    ``buffer``: a TFLite or ONNX file's bytes (MediaPipe's ``model_asset_buffer``); it wins over
+    ``model``. ``model``: a manifest name, a name kept with `segtool models add`, or a path (an
+    ``os.PathLike`` is always a path; a string is one when it has a folder separator or ends in
+    .tflite / .onnx). Raises ModelError, one line naming the model, for anything unusable.
+    """
+    if buffer is not None:
+        return usermodels.resolve_buffer(buffer)
+    if usermodels.looks_like_path(model):
+        path = Path(os.fspath(model)).expanduser()
+        return _known_onnx(path) or usermodels.resolve_file(path)
+    name = str(model)
+    if name in load_manifest():
+        return locate(name)
+    added = usermodels.added_file(name)
+    if added is not None:
+        return usermodels.resolve_file(added, name=name)
+    raise ModelError(f"unknown model '{name}': choose one of {', '.join(model_names())}, or give a "
+                     ".tflite or .onnx file (see `segtool models list`)")
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -159,6 +104,25 @@ def locate(name: str) -> ResolvedModel:
             f"model '{name}' is not installed: run `segtool models install {name}`"
         )
     return ResolvedModel(spec.with_facts(_read_sidecar(path, spec)), path)
+
+
+def _known_onnx(path: Path) -> Optional[ResolvedModel]:
+    """segtool's own conversion of a manifest model (models/deeplab.onnx, an installed hair.onnx),
+    named by its path: the manifest's facts, unless a facts file beside it says otherwise."""
+    if path.suffix.lower() != ".onnx" or not path.is_file() or usermodels.facts_path(path).is_file():
+        return None
+    try:
+        digest = sha256_of(path)
+    except OSError:
+        return None  # resolve_file says why
+    for name in load_manifest():
+        try:
+            known = locate(name)
+        except ModelError:
+            continue
+        if known.spec.onnx_sha256 == digest:
+            return ResolvedModel(known.spec, path)
+    return None
 
 
 def _read_sidecar(model_path: Path, spec: ModelSpec) -> dict:
@@ -212,14 +176,6 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(model: ResolvedModel) -> None:
     """Raise ModelError unless the file's sha256 is the one recorded for it."""
     expected = model.spec.onnx_sha256
@@ -232,18 +188,14 @@ def verify(model: ResolvedModel) -> None:
         raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {reinstall_hint(model.spec)}")
 
 
-def source_checkout() -> Optional[Path]:
-    """The git clone segtool runs from (an editable install), or None (a wheel)."""
-    root = Path(__file__).resolve().parent.parent
-    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
-
-
 def reinstall_hint(spec: ModelSpec) -> str:
     """How to get an intact copy, for how segtool was installed.
 
     Bundled models come with segtool: from git in a clone whose models/ is in use, from pip
     otherwise; downloaded ones from `models install`.
     """
+    if spec.custom:
+        return usermodels.reconvert_hint(spec)
     if not spec.bundled:
         return f"reinstall with `segtool models install {spec.name} --force`"
     checkout = source_checkout()
@@ -252,9 +204,3 @@ def reinstall_hint(spec: ModelSpec) -> str:
     return "reinstall segtool (pip install --force-reinstall segtool)"
 
 
-def extra_hint(extra: str) -> str:
-    """The pip command that adds an optional extra, for how segtool was installed."""
-    checkout = source_checkout()
-    if checkout is not None:
-        return f"pip install -e '{checkout}[{extra}]'"
-    return f"pip install 'segtool[{extra}]'"

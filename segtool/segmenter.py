@@ -1,10 +1,12 @@
 """ImageSegmenter: MediaPipe Tasks' API over preprocess -> runtime -> postprocess."""
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -41,7 +43,7 @@ class ImageSegmenter:
     @classmethod
     def create_from_options(cls, options: ImageSegmenterOptions) -> "ImageSegmenter":
         _check_options(options)
-        model = registry.locate(options.model)
+        model = registry.resolve(options.model, buffer=options.model_buffer)
         registry.verify(model)
         session = InferenceSession(model.path, device=options.device, num_threads=options.num_threads,
                                    spin=options.busy_wait)
@@ -51,8 +53,14 @@ class ImageSegmenter:
         return cls(options, model, session, graph, path)
 
     @classmethod
-    def create_from_model_path(cls, model: str) -> "ImageSegmenter":
-        return cls.create_from_options(ImageSegmenterOptions(model=model))
+    def create_from_model_path(cls, model_path: Union[str, os.PathLike]) -> "ImageSegmenter":
+        """A segmenter in IMAGE mode for a TFLite or ONNX file (a path, never a model name)."""
+        return cls.create_from_options(ImageSegmenterOptions(model=Path(os.fspath(model_path))))
+
+    @classmethod
+    def create_from_model_buffer(cls, model_buffer: bytes) -> "ImageSegmenter":
+        """A segmenter in IMAGE mode for a TFLite or ONNX file's bytes."""
+        return cls.create_from_options(ImageSegmenterOptions(model_buffer=model_buffer))
 
     # ---- properties -----------------------------------------------------------------------
 

@@ -1,16 +1,16 @@
-"""`segtool models`: list, describe, install and verify segmentation models."""
+"""`segtool models`: list, describe, install, add and verify segmentation models."""
 from __future__ import annotations
 
 import sys
 
 import click
 
-from .options import _model_names
+from .options import ModelParam, manifest_names
 
 
 @click.group()
 def models():
-    """List, describe, install and verify models."""
+    """List, describe, install, add and verify models."""
 
 
 def _human_size(path) -> str:
@@ -25,6 +25,8 @@ def _where(name):
     """
     from .. import registry
 
+    if name not in registry.load_manifest():
+        return _where_custom(name)
     spec = registry.spec_for(name)
     try:
         model = registry.locate(name)
@@ -33,6 +35,18 @@ def _where(name):
     except registry.ModelError as exc:
         return "damaged", registry.installed_path(spec), spec, str(exc)
     return "bundled" if spec.bundled else "yes", model.path, model.spec, ""
+
+
+def _where_custom(name):
+    """_where for an added model or a model file: "added" / "file", or "damaged" and why."""
+    from .. import registry, usermodels
+
+    try:
+        model = registry.resolve(name)
+    except registry.ModelError as exc:
+        stub = registry.ModelSpec(name, name, "", False, 0, 0, 0, 0.0, 1.0, "none", (), "", name, None, custom=True)
+        return "damaged", None, stub, str(exc)
+    return "added" if usermodels.added_file(name) else "file", model.path, model.spec, ""
 
 
 @models.command("list")
@@ -44,10 +58,11 @@ def list_models():
     from .. import registry
 
     table = Table("name", "input (H x W x C)", "categories", "installed", "size", "source")
-    for name in registry.load_manifest():
+    for name in registry.model_names():
         state, path, spec, _ = _where(name)
-        table.add_row(name, f"{spec.input_height}x{spec.input_width}x{spec.input_channels}",
-                      str(len(spec.labels)), state, _human_size(path) if path and path.is_file() else "-",
+        known = spec.input_height > 0
+        table.add_row(name, f"{spec.input_height}x{spec.input_width}x{spec.input_channels}" if known else "-",
+                      str(len(spec.labels)) if known else "-", state, _human_size(path) if path and path.is_file() else "-",
                       spec.source_file)
     console = Console(width=200 if not sys.stdout.isatty() else None)
     with console.capture() as captured:  # printed by Click: rich would exit 1 on a closed stdout
@@ -56,28 +71,33 @@ def list_models():
 
 
 @models.command()
-@click.argument("name", type=click.Choice(_model_names()))
+@click.argument("name", type=ModelParam())
 @click.option("--locale", default="en", show_default=True, help="Language of the labels.")
 def info(name, locale):
-    """Labels, normalization, checksums and origin of one model."""
+    """Labels, normalization, checksums and origin of one model (a name or a model file)."""
     state, path, spec, problem = _where(name)
+    if state == "damaged" and spec.custom:
+        from ..errors import ModelError
+
+        raise ModelError(problem)
     click.echo(f"name           {spec.name} ({spec.title})")
     click.echo(f"input          {spec.input_height}x{spec.input_width}x{spec.input_channels} (H x W x C), NHWC float32")
     click.echo(f"normalization  (pixel - {spec.mean:g}) / {spec.std:g}")
     click.echo(f"activation     {spec.activation}")
-    click.echo(f"file           {path if state in ('bundled', 'yes') else problem or 'not installed: segtool models install ' + name}")
+    click.echo(f"file           {path if state in ('bundled', 'yes', 'added', 'file') else problem or 'not installed: segtool models install ' + name}")
     click.echo(f"onnx sha256    {spec.onnx_sha256 or '-'}")
     click.echo(f"source         {spec.source_url}")
     click.echo(f"source sha256  {spec.source_sha256 or 'not pinned'}")
     click.echo(f"license        {spec.license}")
     locales = ", ".join(["en", *spec.localized_labels]) if spec.localized_labels else "en"
-    click.echo(f"labels ({locale}; has {locales}):")
+    named = "" if spec.labels_given else "; the model names none: numbered"
+    click.echo(f"labels ({locale}; has {locales}{named}):")
     for index, label in enumerate(spec.labels_for(locale)):
         click.echo(f"  {index:>3}  {label}")
 
 
 @models.command()
-@click.argument("name", type=click.Choice(_model_names()))
+@click.argument("name", type=click.Choice(manifest_names()))
 @click.option("--from", "source", metavar="DIR|URL", default=None,
               help="A folder holding the model's TFLite file, or a URL (default: the official URL).")
 @click.option("--force", is_flag=True, help="Reinstall even if an intact copy is installed.")
@@ -101,6 +121,36 @@ def install(name, source, force, trust_file):
     if report.trusted:
         click.echo(f"segtool: note: {name}: installed a file whose sha256 {report.source_sha256} is not the "
                    "pinned one, as --trust-file asked", err=True)
+
+
+@models.command()
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace a model already added under this name.")
+def add(name, file, force):
+    """Keep your own TFLite or ONNX model FILE under NAME, so that `--model NAME` runs it.
+
+    The file is checked (and a TFLite file converted) now; a copy goes into the user's model
+    folder with its facts file (FILE.json) if there is one, so FILE may move afterwards.
+    """
+    from .. import usermodels
+
+    model = usermodels.add(name, file, taken=manifest_names(), force=force)
+    spec = model.spec
+    click.echo(f"{name}: added ({spec.input_height}x{spec.input_width}x{spec.input_channels} input, "
+               f"{len(spec.labels)} categories: {', '.join(spec.labels[:6])}{', ...' if len(spec.labels) > 6 else ''})")
+
+
+@models.command()
+@click.argument("name", type=ModelParam(names_only=True))
+def remove(name):
+    """Forget a model kept with `segtool models add` (built-in models cannot be removed)."""
+    from .. import usermodels
+
+    if name in manifest_names():
+        raise click.UsageError(f"'{name}' is a built-in model; only added models can be removed")
+    usermodels.remove(name)
+    click.echo(f"{name}: removed")
 
 
 class _download_bar:

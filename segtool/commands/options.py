@@ -12,14 +12,50 @@ from typing import Optional, Union
 import click
 
 from ..registry import MANIFEST_NAME, bundled_dir
+from ..usermodels import added_names, looks_like_path
 
 
-def _model_names() -> list[str]:
+def manifest_names() -> list[str]:
     # Read the manifest as plain JSON: cheap enough for --help, and no ModelSpec import chain.
     try:
         return list(json.loads((bundled_dir() / MANIFEST_NAME).read_text())["models"])
     except (OSError, ValueError, KeyError):
         return ["selfie"]
+
+
+def model_names() -> list[str]:
+    """The manifest's names, then those kept with `segtool models add`."""
+    names = manifest_names()
+    return names + [n for n in added_names() if n not in names]
+
+
+class ModelParam(click.ParamType):
+    """A model name (the manifest's or an added one) or a path to a .tflite / .onnx file.
+
+    ``names_only``: refuse paths (commands about kept models, such as `models remove`).
+    """
+
+    name = "model"
+
+    def __init__(self, names_only: bool = False):
+        self.names_only = names_only
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "NAME" if self.names_only else "NAME|FILE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        names = model_names()
+        if value in names:
+            return value
+        if not self.names_only and looks_like_path(value):
+            path = Path(value).expanduser()
+            if not path.is_file():
+                self.fail(f"{value}: {'is a folder, not' if path.is_dir() else 'no such'} model file", param, ctx)
+            return value
+        also = "" if self.names_only else ", or a .tflite or .onnx file"
+        self.fail(f"unknown model '{value}': choose one of {', '.join(names)}{also}", param, ctx)
 
 
 def _stack(*decorators):
@@ -33,7 +69,9 @@ def _stack(*decorators):
 def model_options(function):
     return _stack(
         click.option("--model", "-m", default="selfie", show_default=True, envvar="SEGTOOL_MODEL",
-                     type=click.Choice(_model_names()), help="Which segmentation model to run."),
+                     type=ModelParam(),
+                     help="Which segmentation model to run: a name (`segtool models list`) or a TFLite or "
+                          "ONNX model file (`segtool models add` keeps one under a name)."),
         click.option("--device", default="auto", show_default=True, envvar="SEGTOOL_DEVICE",
                      type=click.Choice(["auto", "cpu", "cuda", "directml"]),
                      help="Execution provider; auto tries CUDA, then DirectML, then CPU. On CUDA the "

@@ -44,8 +44,8 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     from .. import io as sio
     from ..cli import Terminated
     from ..options import ImageSegmenterOptions
-    from ..registry import spec_for
     from ..engines.stream import LiveOutputs, SignalHold, open_live_sinks, run_live
+    from ..registry import resolve
 
     name = _one_effect(composite)
     preview = output is None if preview is None else preview
@@ -56,7 +56,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     options = ImageSegmenterOptions(model=model, display_names_locale=display_names_locale,
                                     device=device, num_threads=threads)
     outputs = LiveOutputs(composite=name, smooth=smooth,
-                          effect_options=composite.effect_options(spec_for(model).labels_for(display_names_locale)))
+                          effect_options=composite.effect_options(resolve(model).spec.labels_for(display_names_locale)))
     stops = (KeyboardInterrupt, Terminated)
     # started once the run has stopped and never released: from then on the process only
     # finishes its outputs and exits, and a further Ctrl-C must not cut that short

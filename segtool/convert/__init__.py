@@ -6,12 +6,16 @@ Importing this package is cheap: TensorFlow, tf2onnx and LiteRT (the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 from ..errors import ModelError
 
-__all__ = ["ConversionError", "ConversionReport", "convert_tflite", "compare_with_tflite"]
+__all__ = ["ConversionError", "ConversionReport", "convert_tflite", "compare_with_tflite", "quiet_native_logs"]
 
 
 class ConversionError(ModelError):
@@ -55,3 +59,23 @@ def compare_with_tflite(tflite_path, onnx_path, inputs) -> float:
     from ._convert import compare
 
     return compare(tflite_path, onnx_path, inputs)
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """TensorFlow, absl and XNNPACK log from C++ straight to file descriptor 2 (oneDNN notices,
+    "Created TensorFlow Lite XNNPACK delegate", ...): point it elsewhere while they run.
+
+    What segtool itself has to say comes afterwards, as the one-line error or the install line.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -20,7 +20,7 @@ _BATCH_TOLERANCE = 1e-4  # batched kernels may sum in another order; real breaka
 
 
 def _install_hint() -> str:
-    from ..registry import extra_hint
+    from ..modelspec import extra_hint
 
     return f"install the conversion extra: {extra_hint('convert')}"
 

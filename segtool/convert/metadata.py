@@ -19,6 +19,9 @@ TFLITE_MAGIC = b"TFL3"
 _METADATA_NAME = b"TFLITE_METADATA"
 _NORMALIZATION_OPTIONS = 1  # ProcessUnitOptions union tag in metadata_schema.fbs
 _LABEL_FILE_TYPES = (2, 3)  # TENSOR_AXIS_LABELS, TENSOR_VALUE_LABELS
+_AXIS_LABELS = 2
+_SEGMENTER_METADATA = "SEGMENTER_METADATA"  # MediaPipe's custom metadata holding ImageSegmenterOptions
+ACTIVATIONS = {0: "none", 1: "sigmoid", 2: "softmax"}  # image_segmenter_metadata_schema.fbs
 _TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8"}
 
 
@@ -52,6 +55,7 @@ class ModelMetadata:
     labels: tuple[str, ...] | None
     localized_labels: dict[str, tuple[str, ...]]
     has_metadata: bool
+    activation: str | None = None  # MediaPipe's SEGMENTER_METADATA; None when the file has none
 
 
 class _Table:
@@ -147,6 +151,24 @@ def read_signature(data: bytes) -> Signature:
         raise NotTFLiteError(f"malformed TFLite flatbuffer: {exc}") from exc
 
 
+def check_complete(data: bytes) -> None:
+    """Raise NotTFLiteError unless every tensor buffer lies inside ``data`` (a truncated file's do not)."""
+    model = _root(data)
+    try:
+        for buffer in model.tables(4):  # Buffer{data 0, offset 1, size 2}
+            at = buffer._field(0)
+            if at:
+                start = buffer._deref(at)
+                if start + 4 + struct.unpack_from("<I", data, start)[0] > len(data):
+                    raise NotTFLiteError("truncated TFLite file: a weight buffer runs past its end")
+            offset, size = buffer.scalar(1, "Q"), buffer.scalar(2, "Q")
+            if offset > 1 and offset + size > len(data):
+                raise NotTFLiteError("truncated TFLite file: a weight buffer runs past its end")
+        read_signature(data)
+    except (struct.error, IndexError) as exc:
+        raise NotTFLiteError("truncated or damaged TFLite flatbuffer (an offset points past its end)") from exc
+
+
 def read_tensor_names(data: bytes) -> set[str]:
     """Names of all tensors in all subgraphs."""
     return {t.string(3) or "" for graph in _root(data).tables(2) for t in graph.tables(0)}
@@ -188,10 +210,10 @@ def _normalization(tensor_meta: _Table) -> Normalization | None:
     return None
 
 
-def _label_files(tensor_meta: _Table) -> list[tuple[str, str | None]]:
+def _label_files(tensor_meta: _Table) -> list[tuple[str, str | None, int]]:
     # AssociatedFile{name 0, description 1, type 2, locale 3}
     return [
-        (f.string(0), f.string(3) or None)
+        (f.string(0), f.string(3) or None, f.scalar(2, "b"))
         for f in tensor_meta.tables(6)
         if f.scalar(2, "b") in _LABEL_FILE_TYPES and f.string(0)
     ]
@@ -213,29 +235,61 @@ def _open_archive(data: bytes) -> zipfile.ZipFile | None:
         return None
 
 
-def read_metadata(path) -> ModelMetadata:
-    """Signature, normalization and labels of a TFLite file; missing parts are None / empty."""
-    data = Path(path).read_bytes()
+def read_metadata(path_or_bytes) -> ModelMetadata:
+    """Signature, normalization, labels and activation of a TFLite file (a path or its bytes);
+    missing parts are None / empty. Raises NotTFLiteError on foreign, truncated or damaged bytes.
+
+    As MediaPipe reads them: the labels are the output tensor's first TENSOR_AXIS_LABELS file,
+    whatever its locale; every label file with a locale is a display-name file for that locale.
+    """
+    data = path_or_bytes if isinstance(path_or_bytes, (bytes, bytearray, memoryview)) \
+        else Path(path_or_bytes).read_bytes()
+    data = bytes(data)
     signature = read_signature(data)
+    try:
+        return _read_metadata(data, signature)
+    except (struct.error, IndexError, UnicodeDecodeError, zipfile.BadZipFile, KeyError) as exc:
+        raise NotTFLiteError(f"damaged TFLite metadata ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_metadata(data: bytes, signature: Signature) -> ModelMetadata:
     blob = _metadata_buffer(data, _root(data))
     if blob is None:
         return ModelMetadata(signature, None, None, {}, has_metadata=False)
-    # ModelMetadata{..., subgraph_metadata 3}; SubGraphMetadata{input 2, output 3}
-    subgraph = _Table(blob, struct.unpack_from("<I", blob, 0)[0]).tables(3)[0]
+    # ModelMetadata{..., subgraph_metadata 3}; SubGraphMetadata{input 2, output 3, ..., custom_metadata 9}
+    subgraphs = _Table(blob, struct.unpack_from("<I", blob, 0)[0]).tables(3)
+    if not subgraphs:
+        return ModelMetadata(signature, None, None, {}, has_metadata=True)
+    subgraph = subgraphs[0]
     inputs, outputs = subgraph.tables(2), subgraph.tables(3)
     normalization = _normalization(inputs[0]) if inputs else None
     archive = _open_archive(data)
     labels, localized = None, {}
-    for name, locale in _label_files(outputs[0]) if outputs else []:
+    files = _label_files(outputs[0]) if outputs else []
+    axis_first = sorted(files, key=lambda f: f[2] != _AXIS_LABELS)  # stable: MediaPipe's choice first
+    for name, locale, _ in axis_first:
         lines = _read_lines(archive, name)
         if lines is None:
             continue
-        if locale is None and labels is None:
+        if labels is None:
             labels = lines
-        elif locale is not None:
-            localized[locale] = lines
+        if locale is not None:
+            localized.setdefault(locale, lines)
     localized.update(_localized_by_file_name(archive, localized))
-    return ModelMetadata(signature, normalization, labels, localized, has_metadata=True)
+    return ModelMetadata(signature, normalization, labels, localized, has_metadata=True,
+                         activation=_activation(subgraph))
+
+
+def _activation(subgraph: _Table) -> str | None:
+    # CustomMetadata{name 0, data 1}; the data is an ImageSegmenterOptions flatbuffer {activation 0}
+    for custom in subgraph.tables(9):
+        if custom.string(0) == _SEGMENTER_METADATA:
+            options = custom.bytes(1) or b""
+            if len(options) < 8:
+                return None
+            value = _Table(options, struct.unpack_from("<I", options, 0)[0]).scalar(0, "b")
+            return ACTIVATIONS.get(value)
+    return None
 
 
 def _localized_by_file_name(archive: zipfile.ZipFile | None, known: dict) -> dict[str, tuple[str, ...]]:

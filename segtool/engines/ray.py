@@ -66,7 +66,7 @@ def model_labels(options: ImageSegmenterOptions) -> tuple[str, ...]:
     """The model's category names, checked here (installed, intact) before any actor starts."""
     from .. import registry
 
-    model = registry.locate(options.model)
+    model = registry.resolve(options.model, buffer=options.model_buffer)
     registry.verify(model)
     return model.spec.labels_for(options.display_names_locale)
 

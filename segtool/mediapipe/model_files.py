@@ -7,13 +7,8 @@ both), a file or buffer that is not a model ValueError.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
-from pathlib import Path
-from typing import Optional
 
-from ..options import ImageSegmenterOptions as EngineOptions
 from ..runtime import available_devices
 
 NO_MODEL = ("ExternalFile must specify at least one of 'file_content', 'file_name', "
@@ -33,7 +28,7 @@ def model_choice(base_options) -> dict:
     if buffer:
         if not isinstance(buffer, (bytes, bytearray, memoryview)):
             raise TypeError(f"model_asset_buffer must be bytes, not {type(buffer).__name__}")
-        return _buffer_choice(bytes(buffer))
+        return {"model_buffer": bytes(buffer)}
     if path is None or os.fspath(path) == "":
         raise ValueError(NO_MODEL)
     full = os.path.abspath(os.fspath(path))
@@ -41,7 +36,7 @@ def model_choice(base_options) -> dict:
         raise ModelFileNotFoundError(f"Unable to open file at {full}")
     if os.path.isdir(full):
         raise ModelFileNotFoundError(f"Unable to open file at {full}: it is a directory, not a model file")
-    return _path_choice(full)
+    return {"model": full}
 
 
 def device_for(delegate) -> str:
@@ -55,38 +50,3 @@ def device_for(delegate) -> str:
             "and onnxruntime-gpu, DirectML onnxruntime-directml on Windows); use Delegate.CPU"
         )
     return gpus[0]
-
-
-def custom_models_supported() -> bool:
-    """Whether segtool's registry loads model files and bytes itself (``model_buffer`` exists)."""
-    return any(f.name == "model_buffer" for f in dataclasses.fields(EngineOptions))
-
-
-def _path_choice(full: str) -> dict:
-    if custom_models_supported():
-        return {"model": full}
-    return {"model": _bundled_name(Path(full), None)}
-
-
-def _buffer_choice(data: bytes) -> dict:
-    if custom_models_supported():
-        return {"model_buffer": data}
-    return {"model": _bundled_name(None, data)}
-
-
-# ---- SHIM until custom model loading lands (branch `mediapipe`): remove with it. ----------------
-# segtool's registry accepts only manifest names today. A file or bytes that IS one of the models
-# segtool ships (its ONNX file, or the TFLite file it was converted from, known by sha256) maps to
-# that model's name; anything else is refused with a message that says so.
-
-def _bundled_name(path: Optional[Path], data: Optional[bytes]) -> str:
-    from .. import registry
-
-    digest = hashlib.sha256(data if data is not None else path.read_bytes()).hexdigest()
-    for name, spec in registry.load_manifest().items():
-        shipped = path is not None and path.resolve() == (registry.bundled_dir() / spec.file).resolve()
-        if shipped or digest in (spec.onnx_sha256, spec.source_sha256):
-            return name
-    what = str(path) if path is not None else f"model_asset_buffer ({len(data)} bytes)"
-    raise ValueError(f"{what}: not a model this segtool can load yet (only the models it ships, "
-                     "as their .onnx or original .tflite files)")
