@@ -303,7 +303,8 @@ class _FrameSink:
             channels = 1 if picture.ndim == 2 else picture.shape[2]
             keep_audio = self._outputs.keep_audio and name not in (MASK_VIDEO, "alpha")
             writer = sio.VideoWriter(path, width=self._info.width, height=self._info.height, fps=self._info.fps,
-                                     channels=channels, audio_from=self._info if keep_audio else None)
+                                     channels=channels, audio_from=self._info if keep_audio else None,
+                                     colour=self._info.colour)
             self._writers[name] = self._stack.enter_context(writer)
         return self._writers[name]
 

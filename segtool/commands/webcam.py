@@ -69,7 +69,7 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
             # the cut-out is the one effect with an alpha channel
             sinks.append(stack.enter_context(sio.VideoWriter(
                 output, width=info.width, height=info.height, fps=info.fps,
-                channels=4 if name == "cutout" else 3, realtime=True)))
+                channels=4 if name == "cutout" else 3, realtime=True, colour=info.colour)))
         status_line = _StatusLine(quiet)
         final = run_live(reader, options, outputs, sinks, on_status=status_line, stop_on=stops)
         hold.start()
