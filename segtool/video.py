@@ -432,7 +432,7 @@ class _LiveStats:
 
 
 class SignalHold:
-    """Holds back Ctrl-C and SIGTERM, once ``start`` is called, while threads and ffmpeg stop in order.
+    """Holds back Ctrl-C and the other stop signals, once ``start`` is called, while threads and ffmpeg stop in order.
 
     A signal whose handler raises one of ``stop_on`` lands in ``held`` instead of in the middle of
     a join: raised there, it would leave a thread inside onnxruntime while the interpreter exits
@@ -440,7 +440,8 @@ class SignalHold:
     block restores the handlers. Only the main thread has signal handlers; elsewhere a no-op.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # every signal the CLI turns into an exception: Ctrl-C, SIGTERM, a closed terminal, Ctrl-\
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 
     def __init__(self, stop_on: tuple):
         self._stop_on = stop_on

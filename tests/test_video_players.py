@@ -240,11 +240,8 @@ def test_sample_aspect_ratios_read_as_square_even_frames(tmp_path, sar, stored, 
 
 
 def test_command_near_square_and_odd_sizes_play_everywhere(tmp_path, model_env):
-    # a 1280x720 clip with SAR 2216:2215, as `ffmpeg -vf scale=1280:-2` makes from 1281x720
-    wide = make_colour_clip(tmp_path / "wide.mp4", size=(1282, 720), frames=2)
-    near = tmp_path / "near.mp4"
-    subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(wide), "-vf", "crop=1281:720:0:0,scale=1280:-2",
-                    "-c:v", "libx264", str(near)], check=True)
+    # a 1280x720 clip with SAR 2216:2215, as `ffmpeg -vf scale=1280:-2` leaves them every day
+    near = make_colour_clip(tmp_path / "near.mp4", size=(1280, 720), frames=2, extra=("-vf", "setsar=r=2216/2215:max=10000"))
     assert stream_facts(near)["sar"] == Fraction(2216, 2215)
     odd = make_clip(tmp_path / "odd.mp4", size=(321, 241), frames=3, audio=False)
     for source, size in ((near, (1280, 720)), (odd, (320, 240))):
@@ -366,12 +363,14 @@ def default_signals():
         signal.signal(number, signal.SIG_DFL)
 
 
-def stop_midway(args, env, folder: Path, which: signal.Signals, *, cwd=None) -> tuple[int, str]:
-    process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env, cwd=cwd,
+def stop_midway(args, env, folder: Path, which: signal.Signals, *, ready=partial_files) -> tuple[int, str]:
+    """Run segtool, send ``which`` once ``ready(folder)`` (a temporary is being written), and
+    return (exit status, stderr)."""
+    process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_signals)
     deadline = time.monotonic() + 90
-    while not partial_files(folder) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.02)
+    while not (folder.is_dir() and ready(folder)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
     time.sleep(0.3)
     process.send_signal(which)
     _, err = process.communicate(timeout=90)
@@ -408,7 +407,7 @@ def test_image_batch_stopped_by_a_signal_leaves_no_temporary(tmp_path, model_env
     folder = tmp_path / "in"
     corpus.write_tree(folder, {f"a{i}.png": corpus.png(corpus.astronaut()) for i in range(40)})
     out = tmp_path / "out"
-    code, err = stop_midway(["image", folder, "--blur", "-o", out], model_env, out, which)
+    code, err = stop_midway(["image", folder, "--blur", "-o", out], model_env, out, which, ready=visible)
     assert code == STOPS[which], err
     assert "Traceback" not in err and not partial_files(out)
 
