@@ -429,3 +429,16 @@ def test_an_ignored_hangup_stays_ignored(tmp_path, model_env):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert count_frames(tmp_path / "o.mp4") == 90
+
+
+@pytest.mark.parametrize("size", [(1, 48), (3, 5), (64, 1)])
+def test_tiny_odd_frames_still_make_a_playable_video(tmp_path, size):
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[:] = PATCHES[0]
+    with sio.VideoWriter(tmp_path / "tiny.mp4", width=size[0], height=size[1], fps=Fraction(10)) as writer:
+        writer.write(frame)
+        writer.write(frame)
+    facts = stream_facts(tmp_path / "tiny.mp4")
+    assert_playable(facts)
+    assert facts["size"] == even_size(*size) and facts["frames"] == 2
+    assert np.abs(decoded(tmp_path / "tiny.mp4")[0].astype(int) - PATCHES[0]).max() <= 4

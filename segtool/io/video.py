@@ -23,6 +23,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import InputError, OutputError, UsageError
+from .colour import SCALER_MATRIX, Colour, source_colour, stream_colour  # noqa: F401 (stream_colour: re-exported)
 from .images import DEFAULT_MAX_PIXELS
 from .writers import atomic_output, ensure_dir, write_error
 
@@ -74,7 +75,7 @@ class VideoInfo:
     audio_codec: Optional[str] = None
     variable_rate: bool = False
     sample_aspect: Fraction = Fraction(1)
-    colour: "Colour" = None  # how the RGB frames relate to YUV: what outputs are encoded and tagged with
+    colour: Colour = None  # how the RGB frames relate to YUV: what outputs are encoded and tagged with
 
     def __post_init__(self):
         if self.colour is None:
@@ -88,86 +89,6 @@ class VideoInfo:
     def frame_count(self) -> Optional[int]:
         """Expected number of frames, from the container's duration (an estimate)."""
         return round(self.duration * self.fps) if self.duration else None
-
-
-# ---- colour -------------------------------------------------------------------------------
-
-# ffmpeg's names of the YUV matrices its scaler converts with (-colorspace -> scale's *_color_matrix)
-_SCALER_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
-                  "smpte240m": "smpte240m", "bt2020nc": "bt2020"}
-_RANGES = ("tv", "pc")
-_RGB_FORMATS = ("rgb", "bgr", "gbr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr", "pal", "gray", "ya", "mono")
-
-
-@dataclass(frozen=True)
-class Colour:
-    """How the RGB frames relate to a YUV video, in ffmpeg's names: the matrix (``-colorspace``),
-    primaries, transfer and range ('tv' limited, 'pc' full).
-
-    The frames keep the source's primaries and transfer (nothing converts them), so an output
-    tagged with this description, and encoded with this matrix and range, plays as the source.
-    """
-
-    matrix: str = "bt709"
-    primaries: str = "bt709"
-    transfer: str = "bt709"
-    range: str = "tv"
-
-    @staticmethod
-    def guess(width: int, height: int) -> "Colour":
-        """What players assume of an untagged video of this size: HD is BT.709, SD BT.601
-        (625-line primaries at 576 lines, 525-line otherwise), limited range (as mpv decides)."""
-        if width >= 1280 or height > 576:
-            return Colour()
-        return Colour("smpte170m", "bt470bg" if height == 576 else "smpte170m", "smpte170m", "tv")
-
-    def tags(self) -> list[str]:
-        return ["-colorspace", self.matrix, "-color_primaries", self.primaries,
-                "-color_trc", self.transfer, "-color_range", self.range]
-
-
-def source_colour(line: str, width: int, height: int, *, untagged_matrix: Optional[str] = None) -> Colour:
-    """The Colour to decode a stream with and to tag outputs with, from ffmpeg's stream line.
-
-    Tagged facts are kept; missing ones are guessed as players do (Colour.guess), except the
-    matrix when ``untagged_matrix`` says what the decoder used already (ffmpeg's default, BT.601).
-    RGB sources (PNG, GIF, ...) take the guess, so a player that ignores the tags still agrees.
-    """
-    pix_fmt, facts = stream_colour(line)
-    guess = Colour.guess(width, height)
-    if pix_fmt.startswith(_RGB_FORMATS):
-        return guess
-    matrix = facts.get("matrix")
-    if matrix not in _SCALER_MATRIX:  # untagged, or a matrix the scaler cannot convert with
-        matrix = untagged_matrix or guess.matrix
-    return Colour(
-        matrix=matrix,
-        primaries=facts.get("primaries") or guess.primaries,
-        transfer=facts.get("transfer") or guess.transfer,
-        range=facts.get("range") or ("pc" if pix_fmt.startswith("yuvj") else "tv"),
-    )
-
-
-def stream_colour(line: str) -> tuple[str, dict]:
-    """(pixel format, {range, matrix, primaries, transfer} as tagged) from ffmpeg's stream line.
-
-    ffmpeg writes ``yuv420p(tv, bt709, progressive)`` when the three agree and
-    ``yuv420p(pc, bt470bg/bt709/smpte170m)`` (matrix/primaries/transfer) when not; 'unknown'
-    (or no parenthesis at all) is untagged.
-    """
-    match = re.search(r"Video: .*?, ([a-z][a-z0-9_]*)(?:\(([^)]*)\))?(?:,|$)", line)
-    if not match:
-        return "", {}
-    facts: dict = {}
-    for item in (match.group(2) or "").split(","):
-        item = item.strip()
-        if item in _RANGES:
-            facts["range"] = item
-        elif item.count("/") == 2:
-            facts.update(zip(("matrix", "primaries", "transfer"), item.split("/")))
-        elif item in _SCALER_MATRIX or item in ("bt2020c", "ycgco", "gbr", "smpte2085", "ictcp"):
-            facts.update(matrix=item, primaries=item, transfer=item)
-    return match.group(1), {k: v for k, v in facts.items() if v not in ("unknown", "reserved", "unspecified")}
 
 
 def parse_rate(text: str) -> Optional[Fraction]:
@@ -474,7 +395,7 @@ def _square_pixels(max_pixels: Optional[int], colour: Optional[Colour] = None) -
     if max_pixels:
         over = f"gt({width}*{height},{max_pixels})"
         width, height = f"if({over},iw,{width})", f"if({over},ih,{height})"
-    convert = f":in_color_matrix={_SCALER_MATRIX[colour.matrix]}:in_range={colour.range}" if colour else ""
+    convert = f":in_color_matrix={SCALER_MATRIX[colour.matrix]}:in_range={colour.range}" if colour else ""
     return f"scale=w='{width}':h='{height}'{convert},setsar=1"
 
 
@@ -708,7 +629,17 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return max(2, width - width % 2), max(2, height - height % 2)
 
 
-def _colour_args(colour: "Colour", muxer: str, channels: int) -> tuple[list[str], list[str], list[str]]:
+def _to_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` cut to ``size`` (even_size); a 1-pixel side is repeated instead, there is nothing to cut."""
+    width, height = size
+    frame = frame[:height, :width]
+    short = (height - frame.shape[0], width - frame.shape[1])
+    if any(short):
+        frame = np.pad(frame, ((0, short[0]), (0, short[1])) + ((0, 0),) * (frame.ndim - 2), mode="edge")
+    return frame
+
+
+def _colour_args(colour: Colour, muxer: str, channels: int) -> tuple[list[str], list[str], list[str]]:
     """(input tags, conversion filter, output tags): the frames' primaries and transfer are the
     source's; RGB becomes YUV with its matrix and range, and the output says so.
 
@@ -719,9 +650,9 @@ def _colour_args(colour: "Colour", muxer: str, channels: int) -> tuple[list[str]
         colour = dataclasses.replace(colour, range="tv")
     if channels == 1:  # already YUV (grey_to_yuv420): said so, nothing to convert
         return colour.tags(), [], colour.tags() if muxer != "v4l2" else []
-    convert = ["-vf", f"scale=out_color_matrix={_SCALER_MATRIX[colour.matrix]}:out_range={colour.range}"]
+    convert = ["-vf", f"scale=out_color_matrix={SCALER_MATRIX[colour.matrix]}:out_range={colour.range}"]
     if muxer == "v4l2":
-        return [], ["-vf", f"scale=out_color_matrix={_SCALER_MATRIX[colour.matrix]}:out_range=tv"], []
+        return [], ["-vf", f"scale=out_color_matrix={SCALER_MATRIX[colour.matrix]}:out_range=tv"], []
     return ["-color_primaries", colour.primaries, "-color_trc", colour.transfer], convert, colour.tags()
 
 
@@ -792,7 +723,7 @@ class VideoWriter:
         if frame.shape != expected or frame.dtype != np.uint8:
             raise OutputError(f"{self.path}: frame {frame.shape} {frame.dtype} does not fit a {expected} uint8 video")
         if self.encoded_size != self.size:
-            frame = frame[:self.encoded_size[1], :self.encoded_size[0]]
+            frame = _to_size(frame, self.encoded_size)
         try:
             for part in grey_to_yuv420(frame) if self.channels == 1 else [frame]:
                 _write_all(self._child.process.stdin, np.ascontiguousarray(part))
