@@ -77,9 +77,9 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
         hold.start()
         status_line.close()
     if not quiet:
-        click.echo(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
-                   f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
-                   + (f" -> {output}" if output else ""), err=True)
+        _say(f"segtool: {reader.label}: {final.frames_in} frames in, {final.frames_out} out, "
+             f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
+             + (f" -> {output}" if output else ""))
     # Only the exit is left. Python resets the handlers it set to SIG_DFL as it finalizes, so a
     # Ctrl-C then would kill the process without its exit status; ignored ones stay ignored.
     for number in SignalHold.SIGNALS:
@@ -87,6 +87,13 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     terminated = [stop for stop in (final.stopped_by, *hold.held) if isinstance(stop, Terminated)]
     if terminated:
         raise terminated[0]  # the output is finished; the exit status still says which signal (143 SIGTERM, ...)
+
+
+def _say(text: str, **options) -> None:
+    """A line on stderr, unless the terminal is gone (SIGHUP closed it): the run still finishes
+    its file and exits with the signal's status (the CLI then points stderr at /dev/null)."""
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True, **options)
 
 
 def _one_effect(composite) -> str:
@@ -106,10 +113,10 @@ class _StatusLine:
 
     def __call__(self, status) -> None:
         if self._live:
-            click.echo(f"\r{status.fps:5.1f} fps  latency {status.latency_ms:4.0f} ms  "
-                       f"dropped {status.dropped}  {status.seconds:4.0f} s ", nl=False, err=True)
+            _say(f"\r{status.fps:5.1f} fps  latency {status.latency_ms:4.0f} ms  "
+                 f"dropped {status.dropped}  {status.seconds:4.0f} s ", nl=False)
             self._shown = True
 
     def close(self) -> None:
         if self._shown:
-            click.echo(err=True)
+            _say("")

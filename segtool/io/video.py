@@ -433,6 +433,8 @@ def _unreadable(label: str, error: str) -> str:
         return f"{label}: permission denied"
     if "moov atom not found" in error:
         return f"{label}: not a complete video (moov atom not found: truncated, still being written, or not a video)"
+    if "Unknown input format: 'webp_anim'" in error:
+        return f"{label}: an animated WebP, which this ffmpeg cannot read (it needs ffmpeg 8 or newer)"
     detail = error.replace("Error opening input: ", "") or "no details"
     return f"{label}: not a video ffmpeg can read ({detail})"
 
