@@ -442,3 +442,38 @@ def test_tiny_odd_frames_still_make_a_playable_video(tmp_path, size):
     assert_playable(facts)
     assert facts["size"] == even_size(*size) and facts["frames"] == 2
     assert np.abs(decoded(tmp_path / "tiny.mp4")[0].astype(int) - PATCHES[0]).max() <= 4
+
+
+@pytest.mark.parametrize("command", ["video", "webcam"])
+def test_closing_the_terminal_midway(tmp_path, model_env, long_clip, command):
+    """The real thing behind SIGHUP: segtool on a terminal that goes away (a closed window, a
+    dropped SSH session). The kernel sends the hangup; stderr then fails with EIO. `video`
+    leaves nothing; `webcam` finishes its file, as on Ctrl-C."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    controller, terminal = pty.openpty()
+
+    def on_the_terminal():
+        default_signals()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes the new session's own
+
+    args = ["video", str(long_clip)] if command == "video" else ["webcam", "--source", str(long_clip)]
+    process = subprocess.Popen(segtool_command() + args + ["--blur", "-o", str(tmp_path / "o.mp4")],
+                               env=model_env, stdin=terminal, stdout=terminal, stderr=terminal,
+                               start_new_session=True, preexec_fn=on_the_terminal)
+    os.close(terminal)
+    deadline = time.monotonic() + 90
+    while not partial_files(tmp_path) and time.monotonic() < deadline and process.poll() is None:
+        if select.select([controller], [], [], 0.05)[0]:
+            os.read(controller, 65536)  # the progress bar, read as a terminal would
+    time.sleep(0.3)
+    os.close(controller)  # the window closes
+    assert process.wait(timeout=90) == 129
+    assert not partial_files(tmp_path)
+    if command == "video":
+        assert not (tmp_path / "o.mp4").exists()
+    else:
+        assert count_frames(tmp_path / "o.mp4") > 0
