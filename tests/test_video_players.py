@@ -477,3 +477,24 @@ def test_closing_the_terminal_midway(tmp_path, model_env, long_clip, command):
         assert not (tmp_path / "o.mp4").exists()
     else:
         assert count_frames(tmp_path / "o.mp4") > 0
+
+
+@pytest.mark.parametrize("name", ["sd-601-tv", "hd-709-tv", "hd-709-pc", "hd-untagged"])
+def test_opencv_and_imageio_read_the_source_colours_too(tmp_path, name):
+    import cv2
+    import imageio.v3 as iio
+
+    size, matrix, full, tagged = SOURCES[name]
+    source = make_colour_clip(tmp_path / "in.mp4", size=size, matrix=matrix, full=full, tagged=tagged, frames=2)
+    with sio.open_video(source) as reader:
+        frames = list(reader)
+    out = tmp_path / "out.mp4"
+    with sio.VideoWriter(out, width=size[0], height=size[1], fps=reader.info.fps, colour=reader.info.colour) as writer:
+        for frame in frames:
+            writer.write(frame)
+    capture = cv2.VideoCapture(str(out))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    assert_patches(bgr[..., ::-1], tolerance=5)
+    assert_patches(next(iio.imiter(out, plugin="FFMPEG")), tolerance=5)
