@@ -2,8 +2,11 @@
 
 Exit codes: 0 all inputs done; 1 some inputs failed, or something outside the command line
 refused (output folder not writable, disk full, model damaged or missing); 2 usage error (the
-command line itself); 130 SIGINT (Ctrl-C), 143 SIGTERM, with no partial output left behind.
-Heavy modules (numpy, onnxruntime, imageio) are imported by the subcommands only when they run.
+command line itself); 128 + the signal's number when a signal ends the run: 129 SIGHUP (the
+terminal closed), 130 SIGINT (Ctrl-C), 131 SIGQUIT (Ctrl-\\), 143 SIGTERM (kill, systemd, docker
+stop), with no partial output left behind. A signal that was ignored when segtool started (SIGHUP
+under nohup) stays ignored. Heavy modules (numpy, onnxruntime, imageio) are imported by the
+subcommands only when they run.
 """
 from __future__ import annotations
 
@@ -15,17 +18,30 @@ import signal
 import sys
 
 
+# The signals that end a run from a terminal (Ctrl-C, Ctrl-\, closing it) or a service manager,
+# with the word segtool ends on; SIGHUP and SIGQUIT do not exist on Windows.
+STOP_SIGNALS = {getattr(signal, name): word for name, word in (
+    ("SIGINT", "interrupted"), ("SIGTERM", "terminated"), ("SIGHUP", "hung up"), ("SIGQUIT", "quit"))
+    if hasattr(signal, name)}
+
+
 def _stopped_while_starting(signum, frame):
-    os.write(2, b"segtool: interrupted\n" if signum == signal.SIGINT else b"segtool: terminated\n")
-    os._exit(130 if signum == signal.SIGINT else 143)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) takes the message with it
+        os.write(2, f"segtool: {STOP_SIGNALS[signum]}\n".encode())
+    os._exit(128 + signum)
 
 
-# The `segtool` program itself: a Ctrl-C or SIGTERM while Python still imports (Click, then
-# the command's modules) ends with the usual line and status instead of a traceback; nothing
-# has been written yet. main() takes over. Importing this module anywhere else changes nothing.
+def _takes_over(number) -> bool:
+    """Whether segtool may handle this signal: not when its parent had it ignored (nohup)."""
+    return signal.getsignal(number) in (signal.default_int_handler, signal.SIG_DFL, _stopped_while_starting)
+
+
+# The `segtool` program itself: a stop signal while Python still imports (Click, then the
+# command's modules) ends with the usual line and status instead of a traceback; nothing has
+# been written yet. main() takes over. Importing this module anywhere else changes nothing.
 if os.path.basename(sys.argv[0] if sys.argv else "") in ("segtool", "segtool.exe"):
-    for _number in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(_number) in (signal.default_int_handler, signal.SIG_DFL):
+    for _number in STOP_SIGNALS:
+        if _takes_over(_number):
             signal.signal(_number, _stopped_while_starting)
 
 import click  # noqa: E402
@@ -104,16 +120,22 @@ def cli():
 
     
     Exit status: 0 all done; 1 an input failed (one line each on stderr), or the output
-    folder, disk or model refused; 2 usage error; 130 Ctrl-C, 143 SIGTERM (no partial files).
+    folder, disk or model refused; 2 usage error; 128 + N after signal N (no partial files):
+    129 SIGHUP, 130 Ctrl-C, 131 SIGQUIT, 143 SIGTERM.
     """
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised like Ctrl-C so that `finally` blocks remove partial outputs."""
+    """SIGTERM, SIGHUP or SIGQUIT (``signum``), raised like Ctrl-C so that `finally` blocks remove
+    partial outputs."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum, frame):
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -121,21 +143,29 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def interrupted(message: str, code: int) -> None:
-    """Exit after SIGINT/SIGTERM: no partial output may survive, whatever else arrives."""
+def interrupted(signum: int) -> None:
+    """Exit after a stop signal, with 128 + its number: no partial output may survive, whatever
+    else arrives."""
     # A second Ctrl-C while we tidy up must not cut the tidying short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     writers = sys.modules.get("segtool.io.writers")  # not loaded: nothing was being written
     if writers is not None:
         writers.remove_partial_outputs()
-    fail(message, code)
+    try:
+        click.echo(f"segtool: {STOP_SIGNALS.get(signum, 'stopped')}", err=True)
+    except OSError:  # the terminal is gone (SIGHUP): nowhere to say it, and Python's last flush must not fail
+        with open(os.devnull, "wb") as devnull:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(devnull.fileno(), stream.fileno())
+    sys.exit(128 + signum)
 
 
 def main(argv=None) -> None:
-    if signal.getsignal(signal.SIGINT) is _stopped_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    for number in STOP_SIGNALS:
+        if _takes_over(number):
+            signal.signal(number, signal.default_int_handler if number == signal.SIGINT else _raise_terminated)
     try:
         cli.main(args=argv, prog_name="segtool", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -144,20 +174,20 @@ def main(argv=None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # Click's name for a KeyboardInterrupt
-        interrupted("interrupted", 130)
+        interrupted(signal.SIGINT)
     except SegtoolError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        interrupted("interrupted", 130)
-    except Terminated:
-        interrupted("terminated", 143)
+        interrupted(signal.SIGINT)
+    except Terminated as exc:
+        interrupted(exc.signum)
     except BrokenPipeError:
         stdout_closed()
     except Exception as exc:
         signalled = _signal_behind(exc)
         if signalled is None:
             raise
-        interrupted(*(("terminated", 143) if isinstance(signalled, Terminated) else ("interrupted", 130)))
+        interrupted(getattr(signalled, "signum", signal.SIGINT))
 
 
 def _signal_behind(exc: BaseException):

@@ -130,7 +130,7 @@ def test_webcam_takes_max_pixels_too(tmp_path, model_env):
 @pytest.mark.parametrize("width, height, sar, shown", [
     (320, 360, Fraction(2), (640, 360)),
     (640, 180, Fraction(1, 2), (640, 360)),
-    (360, 240, Fraction(32, 27), (427, 240)),  # odd width after scaling: kept exactly
+    (360, 240, Fraction(32, 27), (426, 240)),  # 426.7 wide: the nearest even width, as 4:2:0 video needs
     (320, 240, Fraction(1), (320, 240)),
 ])
 def test_the_reader_gives_square_pixels_at_the_shown_size(tmp_path, width, height, sar, shown):

@@ -35,7 +35,8 @@ def test_sources_name_devices_graphs_and_files(clip):
     with pytest.raises(InputError, match="/dev/video9: no such camera; name another with --source"):
         live_input("/dev/video9")
     assert live_input("avfoundation:0") == (["-f", "avfoundation"], "0")
-    assert live_input(str(clip)) == (["-re"], str(clip))  # a file plays at its own rate, like a camera
+    # a file plays at its own rate, like a camera; handed to ffmpeg as a file: path, never a protocol
+    assert live_input(str(clip)) == (["-re"], "file:" + str(clip))
     with pytest.raises(InputError, match="no such file or device"):
         live_input("nothere.mp4")
 

@@ -113,8 +113,11 @@ def video_summary(report, quiet: bool) -> int:
 
 
 def live_summary(label: str, final, output, quiet: bool) -> None:
-    """`segtool webcam`: one line on how the live run went, on stderr."""
-    if not quiet:
+    """`segtool webcam`: one line on how the live run went, on stderr (unless SIGHUP closed the
+    terminal: the run still finished its file)."""
+    if quiet:
+        return
+    with contextlib.suppress(OSError):
         click.echo(f"segtool: {label}: {final.frames_in} frames in, {final.frames_out} out, "
                    f"{final.dropped} dropped; {final.fps:.1f} fps, latency {final.latency_ms:.0f} ms"
                    + (f" -> {output}" if output else ""), err=True)

@@ -15,7 +15,8 @@ from .video import max_pixels_option, smooth_option
 @click.command()
 @click.option("--source", "-s", default=None, metavar="DEVICE|FILE|FORMAT:INPUT",
               help="Any ffmpeg input: /dev/video0 (the default on Linux), talk.mp4 (played in real time), "
-                   "'lavfi:testsrc2=size=640x360:rate=30', 'avfoundation:0', 'dshow:video=NAME'.")
+                   "'lavfi:testsrc2=size=640x360:rate=30', 'avfoundation:0', 'dshow:video=NAME', a URL. "
+                   "A file that exists wins over FORMAT:INPUT (in:1.mp4 is a file).")
 @click.option("--output", "-o", default=None, metavar="FILE|/dev/videoN",
               help="A video file (.mp4 .mkv .webm .mov), or a v4l2loopback device to use as a camera in calls.")
 @click.option("--preview/--no-preview", default=None,
@@ -38,8 +39,9 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     older ones are dropped. A status line reports frames per second and the latency from capture
     to output. The preview uses ffplay, because OpenCV's headless build has no windows.
 
-    Ctrl-C ends the run normally (exit 0); SIGTERM finishes the output file the same way and
-    exits 143. Either way the file is whole and playable.
+    Ctrl-C ends the run normally (exit 0); SIGTERM, SIGHUP (a closed terminal) and SIGQUIT
+    finish the output file the same way and exit 143, 129 and 131. Either way the file is whole
+    and playable.
     """
     from .. import io as sio
     from ..cli import Terminated
@@ -72,8 +74,16 @@ def webcam(source, output, preview, model, device, threads, display_names_locale
     # Ctrl-C then would kill the process without its exit status; ignored ones stay ignored.
     for number in SignalHold.SIGNALS:
         signal.signal(number, signal.SIG_IGN)
-    if any(isinstance(stop, Terminated) for stop in (final.stopped_by, *hold.held)):
-        raise Terminated()  # the output is finished; the exit status still says SIGTERM (143)
+    terminated = [stop for stop in (final.stopped_by, *hold.held) if isinstance(stop, Terminated)]
+    if terminated:
+        raise terminated[0]  # the output is finished; the exit status still says which signal (143 SIGTERM, ...)
+
+
+def _say(text: str, **options) -> None:
+    """A line on stderr, unless the terminal is gone (SIGHUP closed it): the run still finishes
+    its file and exits with the signal's status (the CLI then points stderr at /dev/null)."""
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True, **options)
 
 
 def _one_effect(composite) -> str:
@@ -93,10 +103,10 @@ class _StatusLine:
 
     def __call__(self, status) -> None:
         if self._live:
-            click.echo(f"\r{status.fps:5.1f} fps  latency {status.latency_ms:4.0f} ms  "
-                       f"dropped {status.dropped}  {status.seconds:4.0f} s ", nl=False, err=True)
+            _say(f"\r{status.fps:5.1f} fps  latency {status.latency_ms:4.0f} ms  "
+                 f"dropped {status.dropped}  {status.seconds:4.0f} s ", nl=False)
             self._shown = True
 
     def close(self) -> None:
         if self._shown:
-            click.echo(err=True)
+            _say("")

@@ -298,7 +298,8 @@ class _FrameSink:
             channels = 1 if picture.ndim == 2 else picture.shape[2]
             keep_audio = self._outputs.keep_audio and name not in (MASK_VIDEO, "alpha")
             writer = sio.VideoWriter(path, width=self._info.width, height=self._info.height, fps=self._info.fps,
-                                     channels=channels, audio_from=self._info if keep_audio else None)
+                                     channels=channels, audio_from=self._info if keep_audio else None,
+                                     colour=self._info.colour)
             self._writers[name] = self._stack.enter_context(writer)
         return self._writers[name]
 
@@ -404,7 +405,7 @@ def open_live_sinks(stack: contextlib.ExitStack, info: sio.VideoInfo, outputs: L
     if output:
         channels = 4 if outputs.composite == "cutout" else 3  # the cut-out is the one effect with alpha
         sinks.append(stack.enter_context(sio.VideoWriter(output, width=info.width, height=info.height, fps=info.fps,
-                                                         channels=channels, realtime=True)))
+                                                         channels=channels, realtime=True, colour=info.colour)))
     return sinks
 
 
@@ -436,7 +437,7 @@ class _LiveStats:
 
 
 class SignalHold:
-    """Holds back Ctrl-C and SIGTERM, once ``start`` is called, while threads and ffmpeg stop in order.
+    """Holds back Ctrl-C and the other stop signals, once ``start`` is called, while threads and ffmpeg stop in order.
 
     A signal whose handler raises one of ``stop_on`` lands in ``held`` instead of in the middle of
     a join: raised there, it would leave a thread inside onnxruntime while the interpreter exits
@@ -444,7 +445,8 @@ class SignalHold:
     block restores the handlers. Only the main thread has signal handlers; elsewhere a no-op.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # every signal the CLI turns into an exception: Ctrl-C, SIGTERM, a closed terminal, Ctrl-\
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name))
 
     def __init__(self, stop_on: tuple):
         self._stop_on = stop_on

@@ -7,6 +7,7 @@ failed encode would look like success. The protocol is theirs (raw frames on std
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import InputError, OutputError, UsageError
+from .colour import SCALER_MATRIX, Colour, source_colour, stream_colour  # noqa: F401 (stream_colour: re-exported)
 from .images import DEFAULT_MAX_PIXELS
 from .writers import atomic_output, ensure_dir, write_error
 
@@ -73,6 +75,11 @@ class VideoInfo:
     audio_codec: Optional[str] = None
     variable_rate: bool = False
     sample_aspect: Fraction = Fraction(1)
+    colour: Colour = None  # how the RGB frames relate to YUV: what outputs are encoded and tagged with
+
+    def __post_init__(self):
+        if self.colour is None:
+            object.__setattr__(self, "colour", Colour.guess(self.width, self.height))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -101,8 +108,12 @@ def parse_rate(text: str) -> Optional[Fraction]:
     return Fraction(value).limit_denominator(1001)
 
 
-def parse_header(lines: Sequence[str], source: str) -> VideoInfo:
-    """VideoInfo from ffmpeg's banner: the input section for the source, the output for the frames."""
+def parse_header(lines: Sequence[str], source: str, colour: Optional[Colour] = None) -> VideoInfo:
+    """VideoInfo from ffmpeg's banner: the input section for the source, the output for the frames.
+
+    ``colour``: what the frames were decoded with, when the caller chose it; otherwise what
+    ffmpeg used by itself (the stream's tags; BT.601 when untagged).
+    """
     text = "\n".join(lines)
     input_part, _, output_part = text.partition("Output #0")
     video_in = _stream_line(input_part, "Video")
@@ -118,6 +129,7 @@ def parse_header(lines: Sequence[str], source: str) -> VideoInfo:
         # the average rate differs from the nominal one only when frame durations vary
         variable_rate=bool(fps_in and tbr_in and abs(float(fps_in) - float(tbr_in)) > 0.02),
         sample_aspect=_sample_aspect(video_in),
+        colour=colour or source_colour(video_in, *_frame_size(video_in or video_out), untagged_matrix="smpte170m"),
     )
 
 
@@ -144,16 +156,24 @@ def _sample_aspect(line: str) -> Fraction:
     return Fraction(int(match.group(1)), int(match.group(2)))
 
 
+# A sample aspect ratio this close to 1 is square: ffmpeg's `scale=W:-2` leaves 2216:2215 behind,
+# which no viewer could see (half a pixel on 1280), and scaling for it would make the size odd.
+SQUARE_TOLERANCE = 0.01
+
+
 def square_size(width: int, height: int, sample_aspect: Fraction) -> tuple[int, int]:
-    """The size of ``width`` x ``height`` stored pixels shown as square ones: the wider side grows.
+    """The size of ``width`` x ``height`` stored pixels shown as square ones: the wider side grows,
+    to an even number of pixels (what 4:2:0 video needs).
 
     As the reader's scale filter (``_square_pixels``) computes it; growing, not shrinking, so
-    that no detail is lost.
+    that no detail is lost. Near-square pixels (SQUARE_TOLERANCE) keep the size.
     """
+    if abs(sample_aspect - 1) <= SQUARE_TOLERANCE:
+        return width, height
     # half away from zero, as ffmpeg's round() (Python's round() goes to even)
-    if sample_aspect >= 1:
-        return max(1, math.floor(width * sample_aspect + Fraction(1, 2))), height
-    return width, max(1, math.floor(height / sample_aspect + Fraction(1, 2)))
+    if sample_aspect > 1:
+        return max(2, 2 * math.floor(width * sample_aspect / 2 + Fraction(1, 2))), height
+    return width, max(2, 2 * math.floor(height / sample_aspect / 2 + Fraction(1, 2)))
 
 
 def pixel_problem(lines: Sequence[str], errors: Sequence[str], label: str,
@@ -292,11 +312,13 @@ class VideoReader:
     """
 
     def __init__(self, source: str, *, input_args: Sequence[str] = (), constant_rate: bool = True,
-                 label: Optional[str] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS):
+                 label: Optional[str] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 colour: Optional[Colour] = None):
         self.label = label or source
         self._source = source
         self._closed = False
         self._max_pixels = max_pixels
+        self._colour = colour
         self.problem: Optional[str] = None
         self.retimed = (0, 0)
         # ffmpeg's decoders refuse frames over the limit themselves, so that none is ever allocated
@@ -304,7 +326,7 @@ class VideoReader:
         limit = ["-max_pixels", str(min(max_pixels, _FFMPEG_INT_MAX))] if max_pixels else []
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
                    *input_args, *limit, "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
-                   "-vf", _square_pixels(max_pixels), "-fps_mode", "cfr" if constant_rate else "passthrough",
+                   "-vf", _square_pixels(max_pixels, colour), "-fps_mode", "cfr" if constant_rate else "passthrough",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         self._child = _Child(command, reads=True)
         self.info = self._read_banner()
@@ -322,7 +344,7 @@ class VideoReader:
             self._child.finish()
             raise InputError(_unreadable(self.label, log.telling_error()))
         try:
-            return parse_header(log.banner, self._source)
+            return parse_header(log.banner, self._source, self._colour)
         except InputError:
             self.close()
             raise
@@ -360,17 +382,21 @@ class VideoReader:
         self.close()
 
 
-def _square_pixels(max_pixels: Optional[int]) -> str:
-    """ffmpeg filters showing anamorphic frames in square pixels, sized as square_size() does.
+def _square_pixels(max_pixels: Optional[int], colour: Optional[Colour] = None) -> str:
+    """ffmpeg filters showing anamorphic frames in square pixels, sized as square_size() does,
+    and converting to RGB with ``colour``'s matrix and range (None: the stream's own tags).
 
     Frames whose square size would pass ``max_pixels`` keep their size: the reader refuses such
     a stream from its banner, and ffmpeg must not allocate the large frame before it does.
     """
-    width, height = "if(gte(sar,1),round(iw*sar),iw)", "if(gte(sar,1),ih,round(ih/sar))"
+    square = f"lte(abs(sar-1),{SQUARE_TOLERANCE})"
+    width = f"if({square},iw,if(gt(sar,1),2*round(iw*sar/2),iw))"
+    height = f"if({square},ih,if(gt(sar,1),ih,2*round(ih/sar/2)))"
     if max_pixels:
         over = f"gt({width}*{height},{max_pixels})"
         width, height = f"if({over},iw,{width})", f"if({over},ih,{height})"
-    return f"scale=w='{width}':h='{height}',setsar=1"
+    convert = f":in_color_matrix={SCALER_MATRIX[colour.matrix]}:in_range={colour.range}" if colour else ""
+    return f"scale=w='{width}':h='{height}'{convert},setsar=1"
 
 
 def _field(report: str, name: str) -> Optional[str]:
@@ -407,32 +433,102 @@ def _unreadable(label: str, error: str) -> str:
         return f"{label}: permission denied"
     if "moov atom not found" in error:
         return f"{label}: not a complete video (moov atom not found: truncated, still being written, or not a video)"
+    if "Unknown input format: 'webp_anim'" in error:
+        return f"{label}: an animated WebP, which this ffmpeg cannot read (it needs ffmpeg 8 or newer)"
     detail = error.replace("Error opening input: ", "") or "no details"
     return f"{label}: not a video ffmpeg can read ({detail})"
 
 
 def open_video(path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> VideoReader:
-    """Decode a video file; InputError (one line) when it is missing, not a video, or over ``max_pixels``."""
+    """Decode a video file; InputError (one line) when it is missing, not a video, or over ``max_pixels``.
+
+    Animated PNG and WebP are read as videos (every frame). The stream's colour description is
+    read first, so that untagged HD is decoded as BT.709, as players show it.
+    """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video")
     if not path.exists():
         raise InputError(f"{path}: no such file")
-    # an absolute path keeps a name starting with '-' from reading as an ffmpeg option
-    return VideoReader(str(path.absolute()), label=str(path), max_pixels=max_pixels)
+    source, input_args = ffmpeg_path(path), image_format(path)
+    return VideoReader(source, input_args=input_args, label=str(path), max_pixels=max_pixels,
+                       colour=probe_colour(source, input_args, max_pixels))
 
 
-_DEVICE_FORMATS = ("v4l2", "video4linux2", "avfoundation", "dshow", "x11grab", "gdigrab", "lavfi")
+def ffmpeg_path(path) -> str:
+    """A local path as ffmpeg takes it literally: ``file:`` and absolute, so that a ':' is not read
+    as a protocol (``take:2.mp4``), a leading '-' not as an option."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def image_format(path) -> list[str]:
+    """ffmpeg input options that make it read every frame of an animated PNG or WebP.
+
+    ffmpeg tells an animated PNG from a still one only when its animation chunk comes early;
+    after a large colour profile or text chunk it decodes the first frame alone.
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(32)
+            if head.startswith(b"\x89PNG\r\n\x1a\n"):
+                return ["-f", "apng"] if _png_is_animated(file) else []
+            if head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and head[20] & 0x02:
+                return ["-f", "webp_anim"]
+    except OSError:
+        pass  # the decoder says what is wrong with it
+    return []
+
+
+def _png_is_animated(file) -> bool:
+    file.seek(8)
+    for _ in range(10_000):
+        header = file.read(8)
+        if len(header) < 8:
+            return False
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind == b"acTL":
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        file.seek(length + 4, os.SEEK_CUR)
+    return False
+
+
+def probe_colour(source: str, input_args: Sequence[str], max_pixels: Optional[int]) -> Optional[Colour]:
+    """The Colour a file's frames are decoded with (``source_colour``), from ``ffmpeg -i``; None
+    when ffmpeg cannot tell (the decoder then reports why, or uses the stream's own tags)."""
+    limit = ["-max_pixels", str(min(max_pixels, _FFMPEG_INT_MAX))] if max_pixels else []
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *input_args, *limit, "-i", source]
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=_HEADER_TIMEOUT_S, **_new_session())
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = _stream_line(done.stderr.decode("utf-8", "replace"), "Video")
+    try:
+        width, height = _frame_size(line)
+    except InputError:
+        return None
+    return source_colour(line, width, height)
+
+
+# ffmpeg's capture formats, as --source FORMAT:INPUT names them
+_DEVICE_FORMATS = ("v4l2", "video4linux2", "avfoundation", "dshow", "x11grab", "gdigrab", "lavfi", "kmsgrab",
+                   "fbdev", "decklink", "android_camera", "vfwcap")
 
 
 def live_input(source: Optional[str]) -> tuple[list[str], str]:
-    """ffmpeg input arguments and target for ``--source``: a device, 'FORMAT:TARGET', or a file.
+    """ffmpeg input arguments and target for ``--source``: a file, a device, 'FORMAT:TARGET' or a URL.
 
-    Files and lavfi graphs are read at their own frame rate (-re) so that they stand in for a
-    camera; devices deliver in real time anyway.
+    A file that exists wins: ``in:1.mp4`` is that file even though it looks like FORMAT:INPUT
+    (name it ``./lavfi:x`` or the like if it could be mistaken for a capture format). Files and
+    lavfi graphs are read at their own frame rate (-re) so that they stand in for a camera;
+    devices deliver in real time anyway.
     """
     if not source:
         source = _default_camera()
+    if os.path.isfile(source):
+        return ["-re", *image_format(source)], ffmpeg_path(source)
     prefix, _, target = source.partition(":")
     if source.startswith("/dev/video"):
         prefix, target = "v4l2", source
@@ -441,9 +537,11 @@ def live_input(source: Optional[str]) -> tuple[list[str], str]:
                          "or an ffmpeg graph such as 'lavfi:testsrc2=size=640x360:rate=30')")
     if prefix in _DEVICE_FORMATS and target:
         return (["-re"] if prefix == "lavfi" else []) + ["-f", prefix], target
-    if "://" not in source and not Path(source).exists():
-        raise InputError(f"{source}: no such file or device")
-    return ["-re"], source
+    if re.match(r"[a-z][a-z0-9+.-]*://", source):  # a URL: rtsp://, http://, srt://, ...
+        return ["-re"], source
+    if os.path.isdir(source):
+        raise InputError(f"{source}: is a directory, not a video")
+    raise InputError(f"{source}: no such file or device")
 
 
 def _default_camera() -> str:
@@ -457,8 +555,9 @@ def _default_camera() -> str:
 def open_live(source: Optional[str], *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> VideoReader:
     """A camera (default: the first), a file or an ffmpeg lavfi graph, frames as they come."""
     input_args, target = live_input(source)
+    colour = probe_colour(target, input_args, max_pixels) if target.startswith("file:") else None
     return VideoReader(target, input_args=input_args, constant_rate=False, label=source or target,
-                       max_pixels=max_pixels)
+                       max_pixels=max_pixels, colour=colour)
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -474,8 +573,8 @@ def is_device(path) -> bool:
 def encoder_args(path, channels: int, width: int, height: int) -> tuple[list[str], str]:
     """(ffmpeg output arguments, muxer) for frames of ``channels`` (1 grey, 3 RGB, 4 RGBA).
 
-    H.264 for MP4/MOV/MKV/AVI, VP9 for WebM; alpha as VP9 yuva420p (WebM) or ProRes 4444 (MOV).
-    H.264 4:2:0 needs even sizes; odd ones are kept exactly and encoded 4:4:4 instead.
+    H.264 High 4:2:0 for MP4/MOV/MKV/AVI (what browsers, QuickTime and phones play), VP9 for
+    WebM; alpha as VP9 yuva420p (WebM) or ProRes 4444 (MOV). Sizes must be even (even_size).
     """
     if is_device(path):
         return ["-pix_fmt", "yuv420p"], "v4l2"
@@ -488,8 +587,7 @@ def encoder_args(path, channels: int, width: int, height: int) -> tuple[list[str
     if muxer == "webm":
         return ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", "32", "-b:v", "0",
                 "-deadline", "good", "-cpu-used", "5", "-row-mt", "1"], muxer
-    chroma = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    args = ["-c:v", "libx264", "-pix_fmt", chroma, "-preset", "veryfast", "-crf", "18"]
+    args = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-profile:v", "high", "-preset", "veryfast", "-crf", "18"]
     if muxer in ("mp4", "mov"):
         args += ["-movflags", "+faststart"]
     return args, muxer
@@ -514,7 +612,50 @@ def audio_args(muxer: str, codec: Optional[str]) -> list[str]:
     return ["-map", "1:a:0", "-c:a", how]
 
 
-_PIXEL_FORMATS = {1: "gray", 3: "rgb24", 4: "rgba"}
+# grey goes in as limited-range 4:2:0 made here (grey_to_yuv420): exact, where ffmpeg's own
+# conversion goes through the BT.709 matrix for HD and comes out one or two levels darker
+_PIXEL_FORMATS = {1: "yuv420p", 3: "rgb24", 4: "rgba"}
+_GREY_TO_LIMITED = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+
+
+def grey_to_yuv420(grey: np.ndarray) -> list[np.ndarray]:
+    """A grey frame (even size) as the planes of limited-range YUV 4:2:0: luma, neutral chroma."""
+    chroma = np.full(grey.size // 2, 128, np.uint8)
+    return [_GREY_TO_LIMITED[grey], chroma]
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The size a video of ``width`` x ``height`` frames is encoded at: 4:2:0 chroma (all that
+    browsers and QuickTime play) needs even sizes, so an odd width or height loses its last
+    column or row. Every video of a run is cut alike, so that they stay aligned."""
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def _to_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` cut to ``size`` (even_size); a 1-pixel side is repeated instead, there is nothing to cut."""
+    width, height = size
+    frame = frame[:height, :width]
+    short = (height - frame.shape[0], width - frame.shape[1])
+    if any(short):
+        frame = np.pad(frame, ((0, short[0]), (0, short[1])) + ((0, 0),) * (frame.ndim - 2), mode="edge")
+    return frame
+
+
+def _colour_args(colour: Colour, muxer: str, channels: int) -> tuple[list[str], list[str], list[str]]:
+    """(input tags, conversion filter, output tags): the frames' primaries and transfer are the
+    source's; RGB becomes YUV with its matrix and range, and the output says so.
+
+    A grey mask video and ProRes are limited range whatever the source (readers that ignore
+    the tags then still read them right; ProRes has no full range); a v4l2 device takes no tags.
+    """
+    if channels == 1 or muxer == "mov" and channels == 4:
+        colour = dataclasses.replace(colour, range="tv")
+    if channels == 1:  # already YUV (grey_to_yuv420): said so, nothing to convert
+        return colour.tags(), [], colour.tags() if muxer != "v4l2" else []
+    convert = ["-vf", f"scale=out_color_matrix={SCALER_MATRIX[colour.matrix]}:out_range={colour.range}"]
+    if muxer == "v4l2":
+        return [], ["-vf", f"scale=out_color_matrix={SCALER_MATRIX[colour.matrix]}:out_range=tv"], []
+    return ["-color_primaries", colour.primaries, "-color_trc", colour.transfer], convert, colour.tags()
 
 
 class VideoWriter:
@@ -525,31 +666,39 @@ class VideoWriter:
     v4l2loopback device (/dev/videoN) is written directly. ``audio_from`` muxes the audio of
     that VideoInfo's source. ``realtime`` stamps frames with their arrival time and fills gaps
     by repeating frames: for live sources whose frames come unevenly or are dropped.
+    ``colour``: the source's (VideoInfo.colour), which the video is encoded with and tagged as,
+    so that it plays as the source does (default: what players assume of this size). Frames
+    are ``width`` x ``height``; the video is ``encoded_size`` (even_size).
     """
 
     def __init__(self, path, *, width: int, height: int, fps: Fraction, channels: int = 3,
-                 audio_from: Optional[VideoInfo] = None, realtime: bool = False):
+                 audio_from: Optional[VideoInfo] = None, realtime: bool = False,
+                 colour: Optional[Colour] = None):
         self.path = Path(path) if not is_device(path) else path
         self.size = (width, height)
+        self.encoded_size = even_size(width, height)
         self.channels = channels
         self.frames_written = 0
         self._fps = Fraction(fps)
-        self._codec_args, self._muxer = encoder_args(path, channels, width, height)
+        self._codec_args, self._muxer = encoder_args(path, channels, *self.encoded_size)
+        self._colour = colour or Colour.guess(width, height)
         self._audio = audio_from if audio_from and audio_from.audio_codec else None
         self._realtime = realtime
         self._stack = contextlib.ExitStack()
         self._child: Optional[_Child] = None
 
     def _command(self, target: str) -> list[str]:
-        width, height = self.size
+        width, height = self.encoded_size
         rate = f"{self._fps.numerator}/{self._fps.denominator}"
         clock = ["-use_wallclock_as_timestamps", "1"] if self._realtime else ["-r", rate]
+        tag_input, convert, tag_output = _colour_args(self._colour, self._muxer, self.channels)
         command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+error", "-y",
                    "-f", "rawvideo", "-pix_fmt", _PIXEL_FORMATS[self.channels], "-s", f"{width}x{height}",
-                   *clock, "-i", "pipe:0"]
+                   *tag_input, *clock, "-i", "pipe:0"]
         if self._audio:
             command += ["-i", self._audio.source]
-        command += ["-map", "0:v:0", *self._codec_args, *audio_args(self._muxer, getattr(self._audio, "audio_codec", None))]
+        command += ["-map", "0:v:0", *convert, *self._codec_args, *tag_output,
+                    *audio_args(self._muxer, getattr(self._audio, "audio_codec", None))]
         if self._realtime:
             command += ["-fps_mode", "cfr", "-r", rate]
         return command + ["-f", self._muxer, target]
@@ -563,7 +712,8 @@ class VideoWriter:
             if not is_device(self.path):
                 ensure_dir(self.path.parent)
                 target = self._stack.enter_context(atomic_output(self.path))
-            self._child = _Child(self._command(str(target)), reads=False)
+            self._child = _Child(self._command(str(target) if is_device(target) else ffmpeg_path(target)),
+                                 reads=False)
         except BaseException:
             self._stack.close()
             raise
@@ -574,8 +724,11 @@ class VideoWriter:
         frame = frame[:, :, 0] if frame.ndim == 3 and self.channels == 1 else frame
         if frame.shape != expected or frame.dtype != np.uint8:
             raise OutputError(f"{self.path}: frame {frame.shape} {frame.dtype} does not fit a {expected} uint8 video")
+        if self.encoded_size != self.size:
+            frame = _to_size(frame, self.encoded_size)
         try:
-            _write_all(self._child.process.stdin, np.ascontiguousarray(frame))
+            for part in grey_to_yuv420(frame) if self.channels == 1 else [frame]:
+                _write_all(self._child.process.stdin, np.ascontiguousarray(part))
         except OSError as exc:
             self._child.finish()
             raise _encode_error(self.path, self._child.log.telling_error() or str(exc), "cannot encode") from exc
