@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
+from . import digest_cache
 from .errors import ModelError, ModelNotInstalledError
 
 MANIFEST_NAME = "manifest.json"
@@ -216,11 +217,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(model: ResolvedModel) -> None:
-    """Raise ModelError unless the file's sha256 is the one recorded for it."""
+def verify(model: ResolvedModel, *, remembered: bool = True) -> None:
+    """Raise ModelError unless the file's sha256 is the one recorded for it.
+
+    ``remembered``: trust a digest verified before if the file is unchanged since (digest_cache);
+    False hashes the file whatever (`segtool models verify`).
+    """
     expected = model.spec.onnx_sha256
     try:
-        actual = sha256_of(model.path)
+        actual = (digest_cache.verified_sha256(model.path, expected, user_dir(), sha256_of) if remembered
+                  else sha256_of(model.path))
     except OSError as exc:
         raise ModelError(f"{model.path}: cannot read the model file ({exc.strerror or exc}); "
                          f"{reinstall_hint(model.spec)}") from exc
