@@ -79,3 +79,13 @@ def test_jpeg_is_byte_for_byte_what_pillow_writes(quality, shape, meta):
     with Image.open(io.BytesIO(jpeg_bytes(pixels, quality, **options))) as back:
         assert back.info.get("icc_profile") == options.get("icc_profile")
         assert back.info.get("exif") == options.get("exif")
+
+
+@pytest.mark.parametrize("view", ["flipped rows", "every other column", "BGR view", "one channel", "strided grey"])
+def test_jpeg_of_a_view_is_pillows_too(view):
+    pixels = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8), (0, 0), 2)
+    picked = {"flipped rows": pixels[::-1], "every other column": pixels[:, ::2], "BGR view": pixels[..., ::-1],
+              "one channel": pixels[:, :, 0], "strided grey": pixels[::2, :, 1]}[view]
+    stream = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(picked)).save(stream, format="JPEG", quality=95)
+    assert jpeg_bytes(picked, 95) == stream.getvalue()
