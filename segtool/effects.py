@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import UsageError
-from .refine import estimate_foreground, refine_alpha
+from .refine import estimate_foreground, halve, refine_alpha
 
 Color = tuple[int, int, int]
 
@@ -108,7 +108,7 @@ def blur_background(image: np.ndarray, alpha: np.ndarray, strength: float = 1.0)
     factor = _blur_factor(min(sigma, 0.012 * max(height, width)))
     # Shrinking by area already blurs by a box of ``factor`` pixels (variance factor^2 / 12).
     small_sigma = np.sqrt(max(sigma ** 2 - factor ** 2 / 12, 0.25)) / factor
-    background = _background_blurred(_shrink(image, factor), _shrink(weight, factor), small_sigma)
+    background = _background_blurred(halve(image, factor), halve(weight, factor), small_sigma)
     # The blurred background is smooth: bilinear upsampling of it loses nothing that shows.
     background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
     return _blend8(image, background, weight, out=background)
@@ -127,15 +127,6 @@ def _blur_factor(sigma: float, least_sigma: float = 2.0) -> int:
     while sigma / (factor * 2) >= least_sigma:
         factor *= 2
     return factor
-
-
-def _shrink(picture: np.ndarray, factor: int) -> np.ndarray:
-    """Area-averaged to 1/factor (factor a power of two), by halving: OpenCV's fastest path."""
-    while factor > 1:
-        height, width = picture.shape[:2]
-        picture = cv2.resize(picture, (-(-width // 2), -(-height // 2)), interpolation=cv2.INTER_AREA)
-        factor //= 2
-    return picture
 
 
 def _background_blurred(colour: np.ndarray, subject: np.ndarray, sigma: float) -> np.ndarray:

