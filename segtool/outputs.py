@@ -184,7 +184,8 @@ class InputSet:
             self.add(path)
 
     def add(self, path) -> None:
-        if path is not None and not sio.is_remote(path):
+        """Protect the local file at ``path`` (anything else, such as a colour, is not a file)."""
+        if isinstance(path, (str, os.PathLike)) and not sio.is_remote(path):
             identity = sio.file_identity(path)
             if identity is not None:
                 self._seen.put(_hash(repr(identity)), 1)
