@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
@@ -43,14 +44,15 @@ def atomic_output(path: Path, *, guarded: bool = True) -> Iterator[Path]:
     path = Path(path)
     if guarded:
         _refuse_foreign(path)
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    tmp = path.with_name(temporary_name(path.name, _name_max(path.parent)))
     _PARTIAL.add(tmp)
     try:
         yield tmp
         if guarded:
             _refuse_foreign(path)  # something may have appeared there while we wrote
-            ledger.record_written(tmp, path)
-        os.replace(tmp, path)
+            ledger.record_written(tmp, path)  # records it, then renames it into place
+        else:
+            os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc, "cannot write") from exc
     finally:
@@ -68,6 +70,43 @@ def _discard(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()
     _PARTIAL.discard(tmp)
+
+
+_PART = ".part-"
+_PID_DIGITS = 7  # Linux's largest pid_max, 4194304: a temporary's name never depends on the pid's length
+_DEFAULT_NAME_MAX = 255  # bytes: ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units), most others
+
+
+def temporary_name(name: str, name_max: int = _DEFAULT_NAME_MAX) -> str:
+    """The hidden name ``name`` is written under before its rename: ``.NAME.part-PID``.
+
+    It fits wherever ``name`` fits: when that would be longer than ``name_max`` bytes, ``NAME`` is
+    cut (at a character, never inside a UTF-8 sequence) and a hash of the whole name keeps it
+    unique. remove_stale_partials finds either form from the final name (temporary_stem).
+    """
+    return f"{temporary_stem(name, name_max)}{_PART}{os.getpid()}"
+
+
+def temporary_stem(name: str, name_max: int = _DEFAULT_NAME_MAX) -> str:
+    """What ``name``'s temporaries are called before ``.part-PID``."""
+    room = name_max - len(_PART) - _PID_DIGITS
+    plain = "." + name
+    if len(os.fsencode(plain)) <= room:
+        return plain
+    digest = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+    budget = room - len(digest) - 1
+    cut = name
+    while len(os.fsencode(cut)) > budget:
+        cut = cut[:-1]
+    return f".{cut}{digest}"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system under ``folder`` takes."""
+    try:
+        return min(os.pathconf(folder, "PC_NAME_MAX"), 4096)
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no folder yet
+        return _DEFAULT_NAME_MAX
 
 
 def remove_partial_outputs() -> None:
@@ -88,9 +127,12 @@ def remove_stale_partials(folders: Iterable[Path]) -> None:
         if storage.is_remote(folder):
             continue
         with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                name, part, pid = entry.name[1:].rpartition(".part-")
-                if entry.name.startswith(".") and part and pid.isdigit() and os.path.isfile(os.path.join(folder, name)):
+            entries = list(os.scandir(folder))
+            name_max = _name_max(folder)
+            finished = {temporary_stem(e.name, name_max) for e in entries if e.is_file()}
+            for entry in entries:
+                stem, part, pid = entry.name.rpartition(_PART)
+                if entry.name.startswith(".") and part and pid.isdigit() and stem in finished:
                     _discard(Path(entry.path))
 
 
