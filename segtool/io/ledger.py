@@ -65,6 +65,9 @@ _lines: dict[str, int] = {}  # folder (real path) -> lines its ledger holds, as 
 _live: dict[str, int] = {}  # folder (real path) -> files its ledger vouched for at the last compaction
 
 
+_TOO_LONG = os.strerror(errno.ENAMETOOLONG)
+
+
 def fingerprint(info: os.stat_result) -> Fingerprint:
     return (info.st_size, info.st_mtime_ns, info.st_ino)
 
@@ -101,6 +104,8 @@ def foreign_reason(path) -> Optional[str]:
     except (FileNotFoundError, NotADirectoryError):
         return None  # nothing there (a parent that is a file fails when the folder is made)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return _TOO_LONG
         return f"cannot be checked ({exc.strerror})"
     if stat.S_ISLNK(info.st_mode):
         return "is a symbolic link"
@@ -125,6 +130,8 @@ def overwrite_problem(path, protected: Iterable[tuple[int, int]] = ()) -> Option
     reason = foreign_reason(path)
     if reason is None:
         return None
+    if reason is _TOO_LONG:
+        return f"{path}: cannot write ({reason}: the name is {len(os.fsencode(Path(path).name))} bytes)"
     return f"{path}: {reason}; not overwriting it (move it away or choose another --output)"
 
 
