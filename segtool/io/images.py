@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError, UsageError
-from . import jpeg, storage
+from . import jpeg, png_text, storage
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -51,16 +51,37 @@ def read_image_and_facts(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_
 def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
     path, source = _source(path)
     try:
-        with _pillow_warnings_silenced(), _open(source) as image:
-            _check_pixels(path, image.size, max_pixels)
-            facts = _facts_of(image) if with_facts else None  # before _pixels, which may replace it
-            pixels = _pixels(image)
-            orientation = _orientation(image)
+        return _decode(path, source, max_pixels, with_facts)
     except InputError:
         raise
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
+        if not png_text.over_pillows_text_limit(exc):
+            raise _decode_error(path, exc, max_pixels, source) from exc
+    # A valid PNG with more text than Pillow parses (XMP, a generator's workflow): its picture
+    # without the text (png_text.py), which still refuses zlib bombs in that text.
+    source = io.BytesIO(png_text.without_text(_whole(source), path))
+    try:
+        return _decode(path, source, max_pixels, with_facts)
+    except InputError:
+        raise
+    except Exception as exc:
         raise _decode_error(path, exc, max_pixels, source) from exc
+
+
+def _decode(path, source, max_pixels: Optional[int], with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
+    with _pillow_warnings_silenced(), _open(source) as image:
+        _check_pixels(path, image.size, max_pixels)
+        facts = _facts_of(image) if with_facts else None  # before _pixels, which may replace it
+        pixels = _pixels(image)
+        orientation = _orientation(image)
     return _upright(to_rgb8(pixels), orientation), facts
+
+
+def _whole(source) -> bytes:
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()
+    with open(source, "rb") as stream:
+        return stream.read()
 
 
 def _source(path):
