@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import stat
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -106,18 +107,47 @@ class ImageFacts:
 
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None
+    dpi: Optional[tuple[float, float]] = None  # print resolution (x, y) in dots per inch
 
 
 def _facts_of(image) -> ImageFacts:
-    """The colour profile and EXIF of an opened image, from its header (no pixels decoded).
+    """The colour profile, EXIF and print resolution of an opened image, from its header (no
+    pixels decoded).
 
     Metadata never fails an image: a block that cannot be used is left out (an EXIF block whose
     orientation cannot be reset would turn the upright composite a second time in a viewer).
     """
     try:
-        return ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
+        facts = ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
     except Exception:  # Pillow's metadata parsers raise assorted errors on malformed blocks
-        return ImageFacts()
+        facts = ImageFacts()
+    return replace(facts, dpi=_dpi_of(image))
+
+
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
+_PER_UNIT = {2: 1.0, 3: 2.54}  # EXIF/TIFF ResolutionUnit: inches, centimetres (1: no unit, an aspect only)
+
+
+def _dpi_of(image) -> Optional[tuple[float, float]]:
+    """Dots per inch, from what the format has (JFIF density, pHYs, TIFF tags, as Pillow gives them
+    in inches whatever unit the file uses), else from EXIF; None when neither gives a resolution."""
+    try:
+        found = image.info.get("dpi")
+        if found is None:
+            tags = image.getexif()
+            unit = tags.get(_RESOLUTION_UNIT, 2)
+            x, y = tags.get(_X_RESOLUTION), tags.get(_Y_RESOLUTION, tags.get(_X_RESOLUTION))
+            if x is None or unit not in _PER_UNIT:
+                return None
+            found = (float(x) * _PER_UNIT[unit], float(y) * _PER_UNIT[unit])
+        x, y = (float(v) for v in found)
+    except Exception:  # malformed tags: no resolution, as a viewer would read it
+        return None
+    if not all(math.isfinite(v) and 2 <= v < 1e6 for v in (x, y)):
+        return None  # 1 dpi is what Pillow writes into a TIFF that has none: no resolution at all
+    # pHYs and BMP count whole dots per metre (0.0254 dpi apart): 300 dpi reads back as 299.9994,
+    # 150 as 150.0124. Whole numbers are what they meant.
+    return tuple(float(round(v)) if abs(v - round(v)) < 0.0128 else v for v in (x, y))
 
 
 def _rgb_profile(profile: Optional[bytes]) -> Optional[bytes]:

@@ -251,6 +251,8 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
     if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
         raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
     options.update(_metadata_options(suffix, facts))
+    if suffix in (".tif", ".tiff") and "dpi" not in options:
+        options["resolution_unit"] = 1  # "no unit": Pillow's default claims 1 dot per inch
     with atomic_output(path) as tmp:
         try:
             iio.imwrite(tmp, image, plugin="pillow", extension=suffix, **options)
@@ -262,15 +264,38 @@ _CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
 _JPEG_EXIF_LIMIT = 65533 - 8  # one APP1 segment; Pillow refuses a longer EXIF block
 
 
+# Formats whose Pillow writer takes ``dpi`` (JFIF density, pHYs, TIFF resolution, BMP's pixels per
+# metre); WebP has no resolution field of its own: EXIF carries it there.
+_CARRIES_DPI = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+
+
 def _metadata_options(suffix: str, facts: Optional[ImageFacts]) -> dict:
-    if facts is None or suffix not in _CARRIES_METADATA:
+    if facts is None:
         return {}
     options = {}
+    if facts.dpi and suffix in _CARRIES_DPI:
+        options["dpi"] = facts.dpi
+    if suffix not in _CARRIES_METADATA:
+        return options
     if facts.icc_profile:
         options["icc_profile"] = facts.icc_profile
     if facts.exif and not (suffix in (".jpg", ".jpeg") and len(facts.exif) > _JPEG_EXIF_LIMIT):
         options["exif"] = facts.exif
+    elif facts.dpi and suffix == ".webp":
+        options["exif"] = _resolution_exif(facts.dpi)
     return options
+
+
+def _resolution_exif(dpi: tuple[float, float]) -> bytes:
+    """An EXIF block holding only the print resolution (for formats that keep it nowhere else)."""
+    from fractions import Fraction
+
+    from PIL import Image
+
+    tags = Image.Exif()
+    tags[0x011A], tags[0x011B] = (Fraction(v).limit_denominator(10000) for v in dpi)
+    tags[0x0128] = 2  # inches
+    return tags.tobytes()
 
 
 def composite_extension(source: Path, override: Optional[str] = None) -> str:
