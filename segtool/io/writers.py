@@ -154,7 +154,8 @@ def _errno_named_in(exc: Exception) -> Optional[int]:
 def ensure_dir(folder: Path) -> Path:
     """Create ``folder`` if needed; an OutputError (exit status 1) when it cannot take files."""
     if storage.is_remote(folder):
-        return folder  # object stores have no folders to create
+        storage.check_writable(folder)  # no folders to create, but a bucket that must take objects
+        return folder
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
