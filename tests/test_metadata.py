@@ -283,3 +283,13 @@ def test_strip_metadata_drops_the_resolution_too(tmp_path, model_env):
     assert done.returncode == 0, done.stderr.decode()
     with Image.open(out / "tiff-300.blur.tif") as picture:
         assert picture.info.get("dpi", (1, 1)) != (300, 300)
+
+
+def test_a_jpeg_without_a_resolution_is_not_given_one(tmp_path):
+    # Pillow reports 72 dpi for a JPEG with EXIF but no resolution anywhere: a guess, not a fact
+    source = tmp_path / "phone.jpg"
+    Image.fromarray(upright_photo()).save(source, exif=phone_exif(1).tobytes())
+    assert read_image_and_facts(source)[1].dpi is None
+    source = tmp_path / "exif-72.jpg"
+    Image.fromarray(upright_photo()).save(source, exif=exif_resolution(72, 72))
+    assert read_image_and_facts(source)[1].dpi == (72.0, 72.0)

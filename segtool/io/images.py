@@ -133,6 +133,8 @@ def _dpi_of(image) -> Optional[tuple[float, float]]:
     in inches whatever unit the file uses), else from EXIF; None when neither gives a resolution."""
     try:
         found = image.info.get("dpi")
+        if image.format in jpeg.FORMATS and image.info.get("jfif_unit") not in (1, 2):
+            found = None  # Pillow's guess (72) for a JPEG whose JFIF gives no unit: look in EXIF
         if found is None:
             tags = image.getexif()
             unit = tags.get(_RESOLUTION_UNIT, 2)
