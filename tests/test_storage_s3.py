@@ -163,6 +163,7 @@ def test_the_write_check_leaves_nothing_behind_and_is_made_once(photos, tmp_path
 
 def test_credentials_the_store_refuses_are_one_line_before_any_work(photos, tmp_path, model_env):
     """A store that checks identities (moto with IAM on) and an identity it does not know."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -171,7 +172,7 @@ def test_credentials_the_store_refuses_are_one_line_before_any_work(photos, tmp_
 
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              env={**__import__("os").environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},  # IAM checked from the first request
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for(lambda: _listening(port), 30, "moto_server")
