@@ -17,9 +17,10 @@ from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
 from .postprocess import postprocess, probabilities
 from .preprocess import image_to_tensor, resample_to_model, validate_image
-from .runtime import ExecutionPath, InferenceSession, choose_path, default_batch_size, usable_cpus
+from .runtime import DEVICE_PROVIDERS, ExecutionPath, InferenceSession, choose_path, default_batch_size, usable_cpus
 
 _NO_ROTATION = ImageProcessingOptions()
+_DEVICES = ("auto", *DEVICE_PROVIDERS)
 
 
 class ImageSegmenter:
@@ -39,6 +40,7 @@ class ImageSegmenter:
         self._last_timestamp: Optional[int] = None
         self._previous_mask: Optional[np.ndarray] = None  # the hair network's fourth channel
         self._worker = LatestFrameWorker(self._deliver) if _is_live(options) else None
+        self._closed = False
 
     @classmethod
     def create_from_options(cls, options: ImageSegmenterOptions) -> "ImageSegmenter":
@@ -127,10 +129,19 @@ class ImageSegmenter:
         self._worker.submit((to_rgb8(image), timestamp_ms, image_processing_options))
 
     def close(self) -> None:
-        if self._worker:
-            self._worker.close()
-        if self._pool:
-            self._pool.shutdown(wait=True)
+        """Stop the worker threads; every method that segments raises ValueError from now on.
+
+        Closing twice is harmless. A LIVE_STREAM callback's error not yet surfaced is raised here.
+        """
+        if self._closed:
+            return
+        try:
+            if self._worker:
+                self._worker.close()  # runs the frame still waiting, so closed only after it
+        finally:
+            self._closed = True
+            if self._pool:
+                self._pool.shutdown(wait=True)
 
     def __enter__(self) -> "ImageSegmenter":
         return self
@@ -152,6 +163,7 @@ class ImageSegmenter:
 
     def prepare(self, image, rotation_degrees: int = 0) -> "Prepared":
         """CPU work before inference for one image: its tensor (exact path) or model-size pixels."""
+        self._require_open("prepare")
         frame = to_rgb8(np.asarray(image))
         if self._device_graph is not None and rotation_degrees == 0:
             spec = self.spec
@@ -161,6 +173,7 @@ class ImageSegmenter:
 
     def run_prepared(self, prepared: list) -> list:
         """One inference call for the whole batch where the model allows (per image size on the device graph)."""
+        self._require_open("run_prepared")
         outputs: list = [None] * len(prepared)
         for indices in _groups(prepared, self._session.batchable):
             group = [prepared[i] for i in indices]
@@ -170,6 +183,7 @@ class ImageSegmenter:
 
     def finish(self, output, prepared: "Prepared") -> SegmentationResult:
         """CPU work after inference for one image: its masks at the image's size."""
+        self._require_open("finish")
         if prepared.on_device:
             confidence, category = output
             return SegmentationResult(confidence_masks=confidence, category_mask=category)
@@ -226,7 +240,14 @@ class ImageSegmenter:
 
     # ---- checks ---------------------------------------------------------------------------
 
+    def _require_open(self, method: str) -> None:
+        if self._closed:
+            # MediaPipe's task runner says "Task runner is currently not running." (a ValueError)
+            raise UsageError(f"{method}() called after close(): this ImageSegmenter is closed "
+                             "(its task runner is not running); create a new one")
+
     def _require_mode(self, mode: RunningMode, method: str) -> None:
+        self._require_open(method)
         if self._options.running_mode is not mode:
             raise UsageError(
                 f"{method}() needs running_mode {mode.name}, but this segmenter was created with "
@@ -282,8 +303,30 @@ def _is_live(options: ImageSegmenterOptions) -> bool:
 
 
 def _check_options(options: ImageSegmenterOptions) -> None:
+    """Every option, checked when the segmenter is made: a ValueError naming the option, the
+    value given and what it takes (nothing is loaded before this passes)."""
+    if not isinstance(options, ImageSegmenterOptions):
+        raise UsageError(f"options must be an ImageSegmenterOptions, not {type(options).__name__}")
+    model = options.model
+    if getattr(options, "model_buffer", None) is None and (
+            not isinstance(model, (str, os.PathLike)) or not os.fspath(model)):
+        raise UsageError(f"model must be a model name (segtool models list) or a path to a model file, not {model!r}")
     if not isinstance(options.running_mode, RunningMode):
-        raise UsageError(f"running_mode must be a RunningMode, not {options.running_mode!r}")
+        raise UsageError(f"running_mode must be a RunningMode (IMAGE, VIDEO or LIVE_STREAM), not {options.running_mode!r}")
+    for name in ("output_category_mask", "output_confidence_masks", "busy_wait"):
+        if not isinstance(getattr(options, name), (bool, np.bool_)):
+            raise UsageError(f"{name} must be True or False, not {getattr(options, name)!r}")
+    locale = options.display_names_locale
+    if not isinstance(locale, str) or not locale.strip():
+        raise UsageError(f"display_names_locale must be a locale name such as 'en', not {locale!r}")
+    if options.device not in _DEVICES:
+        raise UsageError(f"device must be one of {', '.join(map(repr, _DEVICES))}, not {options.device!r}")
+    threads = options.num_threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"num_threads must be None (as many as suit this machine) or a whole number of "
+                         f"at least 1, not {threads!r}")
+    if options.result_callback is not None and not callable(options.result_callback):
+        raise UsageError(f"result_callback must be a function (result, image, timestamp_ms), not {options.result_callback!r}")
     if _is_live(options) and options.result_callback is None:
         raise UsageError("LIVE_STREAM mode needs a result_callback")
     if not _is_live(options) and options.result_callback is not None:

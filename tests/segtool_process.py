@@ -110,9 +110,9 @@ def partial_files(folder: Path) -> list[Path]:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` by relative name, with its bytes; segtool's ledgers left out
-    (they hold modification times, which differ from run to run)."""
+    (they hold modification times, which differ from run to run) and its lock."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
-            if p.is_file() and p.name != LEDGER_NAME}
+            if p.is_file() and not p.name.startswith(LEDGER_NAME)}
 
 
 def visible(folder: Path) -> list[str]:

@@ -197,3 +197,99 @@ def test_bmp_cannot_carry_them_and_is_still_written(tmp_path):
     facts = ImageFacts(icc_profile=P3, exif=phone_exif(1).tobytes())
     write_image(tmp_path / "out.bmp", upright_photo(), facts=facts)
     assert np.array_equal(read_image(tmp_path / "out.bmp"), upright_photo())
+
+
+# ---- print resolution ------------------------------------------------------------------------------
+
+X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
+
+
+def jpeg_in_centimetres(path, dots_per_cm: int) -> None:
+    """A JPEG whose JFIF density is in dots per centimetre (unit 2), as some scanners write it."""
+    Image.fromarray(upright_photo()).save(path, dpi=(1, 1))
+    data = bytearray(path.read_bytes())
+    assert data[6:11] == b"JFIF\0"
+    data[13] = 2
+    struct.pack_into(">HH", data, 14, dots_per_cm, dots_per_cm)
+    path.write_bytes(bytes(data))
+
+
+def exif_resolution(x: float, y: float, unit: int = 2) -> bytes:
+    exif = Image.Exif()
+    exif[MAKE], exif[X_RESOLUTION], exif[Y_RESOLUTION], exif[RESOLUTION_UNIT] = "Scanner", x, y, unit
+    return exif.tobytes()
+
+
+def printed_photos(folder) -> dict[str, tuple[float, float]]:
+    """Photos with a print resolution, each saved the way its source writes it: {name: dpi}."""
+    folder.mkdir()
+    photo = Image.fromarray(upright_photo())
+    photo.save(folder / "jfif-300.jpg", dpi=(300, 300), quality=90)
+    jpeg_in_centimetres(folder / "jfif-cm.jpg", 118)
+    photo.save(folder / "phys-300x150.png", dpi=(300, 150))
+    photo.save(folder / "tiff-300.tif", dpi=(300, 300))
+    photo.save(folder / "tiff-cm.tif", resolution=118.11, resolution_unit=3, x_resolution=118.11, y_resolution=59.055)
+    photo.save(folder / "exif-only.png", exif=exif_resolution(600, 600))
+    photo.save(folder / "exif-cm.webp", exif=exif_resolution(120, 120, unit=3), quality=90)
+    return {"jfif-300": (300, 300), "jfif-cm": (299.72, 299.72), "phys-300x150": (300, 150), "tiff-300": (300, 300),
+            "tiff-cm": (300, 150), "exif-only": (600, 600), "exif-cm": (304.8, 304.8)}
+
+
+def written_dpi(path) -> tuple[float, float]:
+    """The resolution a reader finds: Pillow's ``info['dpi']``, or a WebP's EXIF (WebP has no field)."""
+    with Image.open(path) as picture:
+        if picture.format != "WEBP":
+            return picture.info["dpi"]
+        exif = picture.getexif()
+        scale = 2.54 if exif.get(RESOLUTION_UNIT, 2) == 3 else 1.0
+        return (float(exif[X_RESOLUTION]) * scale, float(exif[Y_RESOLUTION]) * scale)
+
+
+def test_each_source_of_resolution_is_read_in_dots_per_inch(tmp_path):
+    for name, dpi in printed_photos(tmp_path / "in").items():
+        path = next((tmp_path / "in").glob(f"{name}.*"))
+        assert read_image_and_facts(path)[1].dpi == pytest.approx(dpi, abs=0.01), name
+
+
+@pytest.mark.parametrize("fmt", [None, "jpg", "png", "webp"])  # None: each keeps its format (TIFF too)
+def test_composites_keep_the_print_resolution(tmp_path, model_env, fmt):
+    photos = printed_photos(tmp_path / "in")
+    out = tmp_path / "out"
+    override = ["--composite-format", fmt] if fmt else []
+    done = run_segtool(["image", tmp_path / "in", "--blur", "--no-confidence-masks", *override, "-o", out], model_env)
+    assert done.returncode == 0, done.stderr.decode()
+    for name, dpi in photos.items():
+        [composite] = out.glob(f"{name}.blur.*")
+        # JFIF stores whole dots per inch; pHYs and BMP whole dots per metre (0.03 dpi apart)
+        tolerance = 0.5 if composite.suffix == ".jpg" else 0.03
+        assert written_dpi(composite) == pytest.approx(dpi, abs=tolerance), composite.name
+    assert not list(out.glob("*.category.png"))  # (nothing else asked for)
+
+
+def test_a_tiff_without_resolution_is_not_made_one_dpi(tmp_path):
+    source = tmp_path / "plain.tif"
+    Image.fromarray(upright_photo()).save(source)
+    pixels, facts = read_image_and_facts(source)
+    assert facts.dpi is None
+    write_image(tmp_path / "copy.tif", pixels, facts=facts)
+    with Image.open(tmp_path / "copy.tif") as copy:
+        assert copy.info.get("dpi") in (None, (72.0, 72.0))
+
+
+def test_strip_metadata_drops_the_resolution_too(tmp_path, model_env):
+    printed_photos(tmp_path / "in")
+    out = tmp_path / "out"
+    done = run_segtool(["image", tmp_path / "in" / "tiff-300.tif", "--blur", "--strip-metadata", "-o", out], model_env)
+    assert done.returncode == 0, done.stderr.decode()
+    with Image.open(out / "tiff-300.blur.tif") as picture:
+        assert picture.info.get("dpi", (1, 1)) != (300, 300)
+
+
+def test_a_jpeg_without_a_resolution_is_not_given_one(tmp_path):
+    # Pillow reports 72 dpi for a JPEG with EXIF but no resolution anywhere: a guess, not a fact
+    source = tmp_path / "phone.jpg"
+    Image.fromarray(upright_photo()).save(source, exif=phone_exif(1).tobytes())
+    assert read_image_and_facts(source)[1].dpi is None
+    source = tmp_path / "exif-72.jpg"
+    Image.fromarray(upright_photo()).save(source, exif=exif_resolution(72, 72))
+    assert read_image_and_facts(source)[1].dpi == (72.0, 72.0)

@@ -491,7 +491,8 @@ def test_the_ledger_keeps_odd_names_and_is_compacted(tmp_path, monkeypatch):
     forget_cache()
     assert sio.may_replace(odd) and sio.may_replace(tmp_path / "a.category.png")
     assert not sio.may_replace(tmp_path / "gone.category.png")
-    assert len((tmp_path / LEDGER_NAME).read_bytes().splitlines()) == 2  # only what is still there
+    lines = [line for line in (tmp_path / LEDGER_NAME).read_bytes().splitlines() if line]
+    assert len(lines) <= 11  # compacted as it grew: 60 writes, never more than the threshold + 1
     forget_cache()
     assert sio.may_replace(odd)
     sio.write_category_png(odd, mask)

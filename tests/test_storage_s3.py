@@ -16,6 +16,7 @@ from segtool_process import partial_files, run_segtool, snapshot, stderr_lines, 
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 JOB = ["-r", "--category-mask", "--blur"]
+PROBE = ".segtool-write-check"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_s3_prefix_in_s3_prefix_out_equals_the_local_job(photos, tmp_path, bucke
     assert f"s3://{bucket}/out/cats/chelsea.category.png" in reports[f"s3://{bucket}/in/cats/chelsea.png"]["outputs"]
     asked = s3_server.requests()[before:]
     assert len(listings(asked, "in/")) == 1, "the input prefix is listed once"
-    puts = [r for r in asked if r.startswith("PUT ")]
+    puts = [r for r in asked if r.startswith("PUT ") and PROBE not in r]  # (the write check: its own test)
     assert len(puts) == len(snapshot(tmp_path / "local")), "one whole upload per output"
     assert not [r for r in asked if "uploads" in r or ".part" in r], "no multipart pieces, no .part objects"
 
@@ -98,9 +99,9 @@ def test_skip_existing_resumes_from_one_listing_per_prefix(photos, tmp_path, buc
     # existence comes from the listings; each object that exists is asked once whether segtool
     # wrote it (its metadata), as a folder's ledger is: skipped inputs' outputs and those about
     # to be replaced; the missing one is not asked about
-    heads = sorted(r for r in asked if r.startswith("HEAD "))
+    heads = sorted(r for r in asked if r.startswith("HEAD ") and PROBE not in r)
     assert heads == sorted(f"HEAD /{bucket}/out/{name}" for name in complete if name != "coffee.blur.jpg")
-    assert sorted(r for r in asked if r.startswith("PUT ")) == [f"PUT /{bucket}/out/coffee.blur.jpg",
+    assert sorted(r for r in asked if r.startswith("PUT ") and PROBE not in r) == [f"PUT /{bucket}/out/coffee.blur.jpg",
                                                                 f"PUT /{bucket}/out/coffee.category.png",
                                                                 f"PUT /{bucket}/out/coffee.confidence.npy"]
 
@@ -168,3 +169,52 @@ def test_skip_existing_decides_as_the_ledger_does_for_every_engine(photos, tmp_p
     for flags in ([], ["--skip-existing"]):
         again = run_segtool(local + flags, model_env)
         assert again.returncode == 1 and any("not overwriting it" in line for line in stderr_lines(again)), flags
+
+
+# ---- an output location that cannot take objects ends the run before any work --------------------
+
+@pytest.mark.parametrize("engine", [[], ["--engine", "ray", "-j", "2"]], ids=["local", "ray"])
+def test_a_missing_output_bucket_is_one_line_before_any_work(photos, tmp_path, s3_server, model_env, engine, request):
+    env = s3_env(model_env, s3_server)
+    if engine:
+        pytest.importorskip("ray.data", reason="Ray Data is the cluster engine")
+        env = {**env, **request.getfixturevalue("ray_cluster").env}
+    missing = f"segtool-missing-{secrets.token_hex(4)}"
+    done = run_segtool(["image", photos, *JOB, "-o", f"s3://{missing}/out/", *engine], env)
+    assert done.returncode == 1
+    assert stderr_lines(done) == [f"segtool: s3://{missing}/out: no such bucket ({missing}); "
+                                  "create it or choose another --output"]
+    # that line alone: notes.jpg, which fails whenever it is decoded, never was (nor anything else)
+
+
+def test_the_write_check_leaves_nothing_behind_and_is_made_once(photos, tmp_path, bucket, s3_server, model_env):
+    done = run_segtool(["image", photos, *JOB, "-o", f"s3://{bucket}/out/"], s3_env(model_env, s3_server))
+    assert done.returncode == 1  # notes.jpg
+    names = objects(s3_server.filesystem(), f"s3://{bucket}/out")
+    assert ".segtool-write-check" not in names and "cats/chelsea.blur.png" in names
+    probes = [r for r in s3_server.requests() if f"/{bucket}/out/.segtool-write-check" in r]
+    assert [r.split(" ")[0] for r in probes if r.startswith("PUT")] == ["PUT"]  # once, not per input
+
+
+def test_credentials_the_store_refuses_are_one_line_before_any_work(photos, tmp_path, model_env):
+    """A store that checks identities (moto with IAM on) and an identity it does not know."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from services import _listening, _stop_group, _wait_for, free_port
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},  # IAM checked from the first request
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: _listening(port), 30, "moto_server")
+        env = {**model_env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "nobody",
+               "AWS_SECRET_ACCESS_KEY": "wrong", "AWS_DEFAULT_REGION": "us-east-1"}
+        done = run_segtool(["image", photos, *JOB, "-o", "s3://locked/out/"], env)
+    finally:
+        _stop_group(server)
+    assert done.returncode == 1
+    assert stderr_lines(done) == ["segtool: s3://locked/out: access denied: cannot write objects there"]

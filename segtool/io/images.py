@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import stat
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..errors import InputError, UsageError, first_line
-from . import jpeg, storage
+from . import jpeg, png_text, storage
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _EXIF_ORIENTATION = 0x0112
@@ -51,15 +52,29 @@ def read_image_and_facts(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_
 def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
     path, source = _source(path)
     try:
-        with _pillow_warnings_silenced(), _open(source) as image:
-            _check_pixels(path, image.size, max_pixels)
-            facts = _facts_of(image) if with_facts else None  # before _pixels, which may replace it
-            pixels = _pixels(image)
-            orientation = _orientation(image)
+        return _decode(path, source, max_pixels, with_facts)
     except InputError:
         raise
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
+        if not png_text.over_pillows_text_limit(exc):
+            raise _decode_error(path, exc, max_pixels, source) from exc
+    # A valid PNG with more text than Pillow parses (XMP, a generator's workflow): its picture
+    # without the text (png_text.py), which still refuses zlib bombs in that text.
+    source = io.BytesIO(png_text.without_text(_whole(source), path))
+    try:
+        return _decode(path, source, max_pixels, with_facts)
+    except InputError:
+        raise
+    except Exception as exc:
         raise _decode_error(path, exc, max_pixels, source) from exc
+
+
+def _decode(path, source, max_pixels: Optional[int], with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
+    with _pillow_warnings_silenced(), _open(source) as image:
+        _check_pixels(path, image.size, max_pixels)
+        facts = _facts_of(image) if with_facts else None  # before _pixels, which may replace it
+        pixels = _pixels(image)
+        orientation = _orientation(image)
     return _upright(to_rgb8(pixels), orientation), facts
 
 
@@ -90,6 +105,13 @@ def _as_stored(pixels: np.ndarray) -> np.ndarray:
     return np.require(frame, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
+def _whole(source) -> bytes:
+    if isinstance(source, io.BytesIO):
+        return source.getvalue()
+    with open(source, "rb") as stream:
+        return stream.read()
+
+
 def _source(path):
     """(the name errors give, what Pillow opens): a checked local file, or an object's bytes."""
     if storage.is_remote(path):
@@ -112,18 +134,49 @@ class ImageFacts:
 
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None
+    dpi: Optional[tuple[float, float]] = None  # print resolution (x, y) in dots per inch
 
 
 def _facts_of(image) -> ImageFacts:
-    """The colour profile and EXIF of an opened image, from its header (no pixels decoded).
+    """The colour profile, EXIF and print resolution of an opened image, from its header (no
+    pixels decoded).
 
     Metadata never fails an image: a block that cannot be used is left out (an EXIF block whose
     orientation cannot be reset would turn the upright composite a second time in a viewer).
     """
     try:
-        return ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
+        facts = ImageFacts(icc_profile=_rgb_profile(image.info.get("icc_profile")), exif=_exif_of(image))
     except Exception:  # Pillow's metadata parsers raise assorted errors on malformed blocks
-        return ImageFacts()
+        facts = ImageFacts()
+    return replace(facts, dpi=_dpi_of(image))
+
+
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
+_PER_UNIT = {2: 1.0, 3: 2.54}  # EXIF/TIFF ResolutionUnit: inches, centimetres (1: no unit, an aspect only)
+
+
+def _dpi_of(image) -> Optional[tuple[float, float]]:
+    """Dots per inch, from what the format has (JFIF density, pHYs, TIFF tags, as Pillow gives them
+    in inches whatever unit the file uses), else from EXIF; None when neither gives a resolution."""
+    try:
+        found = image.info.get("dpi")
+        if image.format in jpeg.FORMATS and image.info.get("jfif_unit") not in (1, 2):
+            found = None  # Pillow's guess (72) for a JPEG whose JFIF gives no unit: look in EXIF
+        if found is None:
+            tags = image.getexif()
+            unit = tags.get(_RESOLUTION_UNIT, 2)
+            x, y = tags.get(_X_RESOLUTION), tags.get(_Y_RESOLUTION, tags.get(_X_RESOLUTION))
+            if x is None or unit not in _PER_UNIT:
+                return None
+            found = (float(x) * _PER_UNIT[unit], float(y) * _PER_UNIT[unit])
+        x, y = (float(v) for v in found)
+    except Exception:  # malformed tags: no resolution, as a viewer would read it
+        return None
+    if not all(math.isfinite(v) and 2 <= v < 1e6 for v in (x, y)):
+        return None  # 1 dpi is what Pillow writes into a TIFF that has none: no resolution at all
+    # pHYs and BMP count whole dots per metre (0.0254 dpi apart): 300 dpi reads back as 299.9994,
+    # 150 as 150.0124. Whole numbers are what they meant.
+    return tuple(float(round(v)) if abs(v - round(v)) < 0.0128 else v for v in (x, y))
 
 
 def _rgb_profile(profile: Optional[bytes]) -> Optional[bytes]:

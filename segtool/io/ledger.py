@@ -10,29 +10,48 @@ Why this shape:
 - The entry is taken from the finished temporary file just before the atomic rename (a rename
   keeps size, mtime and inode), so there is no moment at which a finished output of segtool's
   is unrecorded. A run killed between the two leaves an entry that matches no file.
-- Entries are whole lines appended with O_APPEND in one write: threads and concurrent runs
-  never interleave. Each starts with a newline, so a line torn by a full disk or a power cut
-  stays a line of its own, which is skipped when read.
+- Entries are whole lines (far under PIPE_BUF) appended with O_APPEND in one write. Each starts
+  with a newline, so a line torn by a full disk or a power cut stays a line of its own, which is
+  skipped when read.
+- Any number of threads, processes, Ray actors or machines may write one folder. Appending an
+  entry and renaming its file into place happen under an exclusive lock on a second hidden file,
+  ``.segtool-written.lock`` (never replaced, so every writer locks the same file), and so does
+  compaction, which rewrites the ledger with only the entries whose file is in place: it reads
+  the ledger with no append in flight and no entry waiting for its rename, so it cannot drop
+  one. Exclusive rather than shared for appends: on NFS, O_APPEND is not atomic between
+  machines, and taking and releasing a lock is what makes an NFS client re-read and flush.
+  Where the file system refuses locks, appends go on unlocked and the ledger is never compacted.
+- Reruns append a line per file each time: compaction keeps the ledger at most about twice the
+  files it vouches for (and no shorter than ``COMPACT_AFTER_LINES``).
 - The inode tells a file segtool wrote from one copied over it with ``cp -p`` (same size and
   mtime). Storage without inodes can use 0 there and still compare size and mtime.
 - The ledger lives beside the files it describes, so it moves with the folder and works on any
   storage that can append to a file; it is hidden and never taken for an input.
 
 ``may_replace`` / ``record_written`` are the pair other storage backends implement.
+``SEGTOOL_LEDGER_COMPACT_AFTER`` overrides ``COMPACT_AFTER_LINES`` (0: never compact).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
 import threading
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
 
 from . import storage
 
 LEDGER_NAME = ".segtool-written"
+LOCK_NAME = LEDGER_NAME + ".lock"  # what writers lock; the ledger itself is replaced by compaction
 
 Fingerprint = tuple[int, int, int]  # size, mtime_ns, inode
 
@@ -40,8 +59,13 @@ Fingerprint = tuple[int, int, int]  # size, mtime_ns, inode
 # (reruns append a line per file each time), is rewritten with only the live entries.
 COMPACT_AFTER_LINES = 4096
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # threads of one process take turns (a POSIX lock is the process's)
 _known: dict[str, dict[str, set[Fingerprint]]] = {}  # folder (real path) -> name -> fingerprints
+_lines: dict[str, int] = {}  # folder (real path) -> lines its ledger holds, as far as we know
+_live: dict[str, int] = {}  # folder (real path) -> files its ledger vouched for at the last compaction
+
+
+_TOO_LONG = os.strerror(errno.ENAMETOOLONG)
 
 
 def fingerprint(info: os.stat_result) -> Fingerprint:
@@ -80,6 +104,8 @@ def foreign_reason(path) -> Optional[str]:
     except (FileNotFoundError, NotADirectoryError):
         return None  # nothing there (a parent that is a file fails when the folder is made)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return _TOO_LONG
         return f"cannot be checked ({exc.strerror})"
     if stat.S_ISLNK(info.st_mode):
         return "is a symbolic link"
@@ -103,28 +129,87 @@ def overwrite_problem(path, protected: Iterable[tuple[int, int]] = ()) -> Option
     reason = foreign_reason(path)
     if reason is None:
         return None
+    if reason is _TOO_LONG:
+        return f"{path}: cannot write ({reason}: the name is {len(os.fsencode(Path(path).name))} bytes)"
     return f"{path}: {reason}; not overwriting it (move it away or choose another --output)"
 
 
 def record_written(finished, path) -> None:
-    """Note in ``path``'s folder that the finished file ``finished`` is about to become ``path``.
+    """Record the finished file ``finished`` in ``path``'s folder, then rename it to ``path``.
 
-    Call it right before renaming ``finished`` to ``path``; an OSError means the ledger cannot
-    be written (the caller treats it like any failed write).
+    Both under the folder's ledger lock, so a compaction (which keeps only the entries whose file
+    is in place) never falls between them. An OSError means the ledger cannot be written or the
+    rename failed; the caller treats it like any failed write (a recorded entry whose file never
+    appeared matches nothing).
     """
     path = Path(path)
     print_ = fingerprint(os.stat(finished))
     # \udcXX keeps undecodable bytes; the leading newline ends a line a full disk may have torn
-    line = "\n" + json.dumps([os.fsdecode(path.name), *print_]) + "\n"
+    line = ("\n" + json.dumps([os.fsdecode(path.name), *print_]) + "\n").encode("ascii")
     folder = _key(path.parent)
-    with _lock:
+    with _lock, _locked(folder) as locked:
         entries = _entries(folder)
-        descriptor = os.open(os.path.join(folder, LEDGER_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, line.encode("ascii"))
-        finally:
-            os.close(descriptor)
+        _append(folder, line)
+        os.replace(finished, path)
         entries.setdefault(path.name, set()).add(print_)
+        _lines[folder] = _lines.get(folder, 0) + 1
+        if locked and compaction_due(folder):
+            _compact(folder)
+
+
+def compact_after() -> int:
+    """The fewest lines a ledger has before it is compacted; 0 means never."""
+    value = os.environ.get("SEGTOOL_LEDGER_COMPACT_AFTER", "")
+    return int(value) if value.strip().isdigit() else COMPACT_AFTER_LINES
+
+
+def compaction_due(folder: str) -> bool:
+    threshold = compact_after()
+    lines = _lines.get(folder, 0)
+    return threshold > 0 and lines > threshold and lines > 2 * _live.get(folder, 0)
+
+
+def _append(folder: str, line: bytes) -> None:
+    descriptor = os.open(os.path.join(folder, LEDGER_NAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(descriptor, line) != len(line):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _locked(folder: str) -> Iterator[bool]:
+    """Hold the folder's ledger lock (exclusive, between processes and machines) for the block;
+    yields whether it is held: False where the file system takes no locks."""
+    try:
+        descriptor = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False  # a folder we cannot add the lock file to fails at the append, with its reason
+        return
+    try:
+        held = _lock_file(descriptor)
+        yield held
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _lock_file(descriptor: int) -> bool:
+    try:
+        if fcntl is not None:
+            # flock: per open file; Linux's NFS client maps it to a POSIX lock the server shares
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        else:  # Windows: a lock on the first byte, retried while another process holds it
+            while True:
+                try:
+                    msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EDEADLK:
+                        raise
+    except OSError:
+        return False
+    return True
 
 
 def _recorded(path: Path, print_: Fingerprint) -> bool:
@@ -133,7 +218,7 @@ def _recorded(path: Path, print_: Fingerprint) -> bool:
         if print_ in _entries(folder).get(path.name, ()):
             return True
         # Another run may have written it since this one read the ledger: read it again.
-        _known[folder] = _read(folder)[0]
+        _known[folder], _lines[folder] = _read(folder)
         return print_ in _known[folder].get(path.name, ())
 
 
@@ -144,10 +229,7 @@ def _key(folder: Path) -> str:
 
 def _entries(folder: str) -> dict[str, set[Fingerprint]]:
     if folder not in _known:
-        entries, lines = _read(folder)
-        if lines > COMPACT_AFTER_LINES and lines > 2 * len(entries):
-            entries = _compact(folder, entries)
-        _known[folder] = entries
+        _known[folder], _lines[folder] = _read(folder)
     return _known[folder]
 
 
@@ -166,12 +248,13 @@ def _read(folder: str) -> tuple[dict[str, set[Fingerprint]], int]:
     return entries, len(lines)
 
 
-def _compact(folder: str, entries: dict[str, set[Fingerprint]]) -> dict[str, set[Fingerprint]]:
-    """Keep only the entries that match the file now there, rewriting the ledger atomically.
+def _compact(folder: str) -> None:
+    """Rewrite the ledger with only the entries that match the file now there (lock held).
 
-    A line another run appends meanwhile is lost: that file then counts as not segtool's, the
-    safe side. Best effort: a ledger that cannot be rewritten stays as it is.
+    It reads the ledger afresh: other processes append too. Best effort: a ledger that cannot
+    be rewritten stays as it is, and is still right.
     """
+    entries, lines = _read(folder)
     live = {}
     for name, prints in entries.items():
         try:
@@ -180,17 +263,26 @@ def _compact(folder: str, entries: dict[str, set[Fingerprint]]) -> dict[str, set
             continue
         if current in prints:
             live[name] = {current}
+    _known[folder], _lines[folder], _live[folder] = entries, lines, len(live)
+    if not (lines > compact_after() and lines > 2 * len(live)):
+        return  # not worth it (yet, or any more: another process compacted it meanwhile)
     ledger = os.path.join(folder, LEDGER_NAME)
-    temporary = f"{ledger}.part-{os.getpid()}"
+    temporary = ledger + ".new"  # one name is enough: only the lock's holder writes it
     try:
-        with open(temporary, "w", encoding="ascii") as stream:
-            stream.writelines(json.dumps([name, *print_]) + "\n" for name, (print_,) in live.items())
+        with open(temporary, "wb") as stream:
+            stream.writelines(_line(name, print_) for name, (print_,) in live.items())
+            stream.flush()
+            os.fsync(stream.fileno())  # the new ledger is whole on disk before it replaces the old
         os.replace(temporary, ledger)
     except OSError:
         with contextlib.suppress(OSError):
             os.remove(temporary)
-        return entries
-    return live
+        return
+    _known[folder], _lines[folder] = live, len(live)
+
+
+def _line(name: str, print_: Fingerprint) -> bytes:
+    return (json.dumps([name, *print_]) + "\n").encode("ascii")
 
 
 def _parse(line: bytes) -> Optional[tuple[str, Fingerprint]]:

@@ -46,7 +46,7 @@ def is_output_name(name: str) -> bool:
     parts = name.split(".")
     if len(parts) >= 3 and parts[-2].lower() in OUTPUT_INFIXES:
         return True
-    return name == LEDGER_NAME or (name.startswith(".") and ".part-" in name)
+    return name.startswith(LEDGER_NAME) or (name.startswith(".") and ".part-" in name)
 
 
 @dataclass(frozen=True)

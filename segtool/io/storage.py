@@ -141,6 +141,44 @@ def whole_upload(path) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# ---- can outputs be written there? -----------------------------------------------------------
+
+PROBE_NAME = ".segtool-write-check"
+_WRITABLE: set[str] = set()  # prefixes found writable by this process
+
+
+def check_writable(prefix) -> None:
+    """An OutputError, before any work, when objects cannot be written under ``prefix``: the
+    bucket does not exist, cannot be reached, or refuses this identity's writes.
+
+    The honest check is a write: one empty object, ``PROBE_NAME`` under the prefix, removed at
+    once (two requests per run and prefix). Asking whether the bucket exists would not tell a
+    read-only identity from one that may write.
+    """
+    key = str(prefix).rstrip("/")
+    with _LISTED_LOCK:
+        if any(key == known or key.startswith(known + "/") for known in _WRITABLE):
+            return  # (a sub-prefix of one found writable: per item, the outputs' own sub-folders)
+    probe = prefix.path.rstrip("/") + "/" + PROBE_NAME
+    try:
+        prefix.fs.pipe_file(probe, b"")
+    except FileNotFoundError as exc:
+        raise OutputError(f"{prefix}: no such bucket ({_bucket(prefix)}); create it or choose another --output") from exc
+    except PermissionError as exc:
+        raise OutputError(f"{prefix}: access denied: cannot write objects there") from exc
+    except OSError as exc:
+        raise OutputError(f"{prefix}: cannot write there ({first_line(exc)})") from exc
+    with contextlib.suppress(OSError):  # an identity that may write but not delete keeps one empty object
+        prefix.fs.rm_file(probe)
+    with _LISTED_LOCK:
+        _WRITABLE.add(key)
+        _LISTED.pop(str(prefix), None)  # a listing taken before the probe is stale now
+
+
+def _bucket(prefix) -> str:
+    return prefix.path.lstrip("/").split("/", 1)[0]
+
+
 # Object stores have no ledger file to append to: each object segtool uploads carries this in
 # its user metadata instead, and an existing object without it is never replaced.
 _MARK = ("written-by", "segtool")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
@@ -42,14 +43,15 @@ def atomic_output(path: Path, *, guarded: bool = True) -> Iterator[Path]:
     path = Path(path)
     if guarded:
         _refuse_foreign(path)
-    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    tmp = path.with_name(temporary_name(path.name, _name_max(path.parent)))
     _PARTIAL.add(tmp)
     try:
         yield tmp
         if guarded:
             _refuse_foreign(path)  # something may have appeared there while we wrote
-            ledger.record_written(tmp, path)
-        os.replace(tmp, path)
+            ledger.record_written(tmp, path)  # records it, then renames it into place
+        else:
+            os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc, "cannot write") from exc
     finally:
@@ -67,6 +69,43 @@ def _discard(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()
     _PARTIAL.discard(tmp)
+
+
+_PART = ".part-"
+_PID_DIGITS = 7  # Linux's largest pid_max, 4194304: a temporary's name never depends on the pid's length
+_DEFAULT_NAME_MAX = 255  # bytes: ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units), most others
+
+
+def temporary_name(name: str, name_max: int = _DEFAULT_NAME_MAX) -> str:
+    """The hidden name ``name`` is written under before its rename: ``.NAME.part-PID``.
+
+    It fits wherever ``name`` fits: when that would be longer than ``name_max`` bytes, ``NAME`` is
+    cut (at a character, never inside a UTF-8 sequence) and a hash of the whole name keeps it
+    unique. remove_stale_partials finds either form from the final name (temporary_stem).
+    """
+    return f"{temporary_stem(name, name_max)}{_PART}{os.getpid()}"
+
+
+def temporary_stem(name: str, name_max: int = _DEFAULT_NAME_MAX) -> str:
+    """What ``name``'s temporaries are called before ``.part-PID``."""
+    room = name_max - len(_PART) - _PID_DIGITS
+    plain = "." + name
+    if len(os.fsencode(plain)) <= room:
+        return plain
+    digest = "~" + hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+    budget = room - len(digest) - 1
+    cut = name
+    while len(os.fsencode(cut)) > budget:
+        cut = cut[:-1]
+    return f".{cut}{digest}"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system under ``folder`` takes."""
+    try:
+        return min(os.pathconf(folder, "PC_NAME_MAX"), 4096)
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no folder yet
+        return _DEFAULT_NAME_MAX
 
 
 def remove_partial_outputs() -> None:
@@ -87,10 +126,13 @@ def remove_stale_partials(folders: Iterable[Path]) -> None:
         if storage.is_remote(folder):
             continue
         with contextlib.suppress(OSError):
-            for entry in os.scandir(folder):
-                name, part, pid = entry.name[1:].rpartition(".part-")
-                if (entry.name.startswith(".") and part and pid.isdigit() and not _running(int(pid))
-                        and os.path.isfile(os.path.join(folder, name))):
+            entries = list(os.scandir(folder))
+            name_max = _name_max(folder)
+            finished = {temporary_stem(e.name, name_max) for e in entries if e.is_file()}
+            for entry in entries:
+                stem, part, pid = entry.name.rpartition(_PART)
+                if (entry.name.startswith(".") and part and pid.isdigit() and stem in finished
+                        and not _running(int(pid))):
                     _discard(Path(entry.path))
 
 
@@ -124,7 +166,8 @@ def _errno_named_in(exc: Exception) -> Optional[int]:
 def ensure_dir(folder: Path) -> Path:
     """Create ``folder`` if needed; an OutputError (exit status 1) when it cannot take files."""
     if storage.is_remote(folder):
-        return folder  # object stores have no folders to create
+        storage.check_writable(folder)  # no folders to create, but a bucket that must take objects
+        return folder
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -218,6 +261,8 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
     if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
         raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
     options.update(_metadata_options(suffix, facts))
+    if suffix in (".tif", ".tiff") and "dpi" not in options:
+        options["resolution_unit"] = 1  # "no unit": Pillow's default claims 1 dot per inch
     try:
         fast = _fast_encoding(suffix, image, options)
     except ValueError as exc:
@@ -241,6 +286,8 @@ def _fast_encoding(suffix: str, image: np.ndarray, options: dict) -> Optional[by
     if image.dtype != np.uint8 or not (image.ndim == 2 or image.ndim == 3 and image.shape[2] == 3):
         return None
     if suffix in (".jpg", ".jpeg"):
+        if set(options) - {"quality", "icc_profile", "exif"}:
+            return None  # what the fast path does not write (a print resolution): Pillow writes it
         return encoders.jpeg_bytes(image, options.get("quality", 95), icc_profile=options.get("icc_profile"),
                                    exif=options.get("exif"))
     if suffix == ".png" and image.ndim == 2 and not options:
@@ -252,15 +299,38 @@ _CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
 _JPEG_EXIF_LIMIT = 65533 - 8  # one APP1 segment; Pillow refuses a longer EXIF block
 
 
+# Formats whose Pillow writer takes ``dpi`` (JFIF density, pHYs, TIFF resolution, BMP's pixels per
+# metre); WebP has no resolution field of its own: EXIF carries it there.
+_CARRIES_DPI = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+
+
 def _metadata_options(suffix: str, facts: Optional[ImageFacts]) -> dict:
-    if facts is None or suffix not in _CARRIES_METADATA:
+    if facts is None:
         return {}
     options = {}
+    if facts.dpi and suffix in _CARRIES_DPI:
+        options["dpi"] = facts.dpi
+    if suffix not in _CARRIES_METADATA:
+        return options
     if facts.icc_profile:
         options["icc_profile"] = facts.icc_profile
     if facts.exif and not (suffix in (".jpg", ".jpeg") and len(facts.exif) > _JPEG_EXIF_LIMIT):
         options["exif"] = facts.exif
+    elif facts.dpi and suffix == ".webp":
+        options["exif"] = _resolution_exif(facts.dpi)
     return options
+
+
+def _resolution_exif(dpi: tuple[float, float]) -> bytes:
+    """An EXIF block holding only the print resolution (for formats that keep it nowhere else)."""
+    from fractions import Fraction
+
+    from PIL import Image
+
+    tags = Image.Exif()
+    tags[0x011A], tags[0x011B] = (Fraction(v).limit_denominator(10000) for v in dpi)
+    tags[0x0128] = 2  # inches
+    return tags.tobytes()
 
 
 def composite_extension(source: Path, override: Optional[str] = None) -> str:
