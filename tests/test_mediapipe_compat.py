@@ -460,20 +460,36 @@ def test_test_utils_finds_data_as_mediapipes_does(tmp_path, monkeypatch):
         test_utils.get_test_data_path("absent.tflite")
 
 
-# ---- MediaPipe's published test, its shape, through the alias ------------------------------------
+def test_test_utils_also_looks_where_the_0_10_21_wheel_does(tmp_path, monkeypatch):
+    from segtool.mediapipe.tasks.python.test import test_utils
 
-def test_a_test_shaped_like_mediapipes_runs_unchanged_through_the_alias(tmp_path, reference):
-    """tests/mediapipe_shaped/image_segmenter_shaped.py is written as MediaPipe's own test is (imports
-    from ``mediapipe.*``, test_utils for data, the same checks); it runs with only the alias."""
-    data = tmp_path / "mediapipe" / "tasks" / "testdata" / "vision"
+    wheel_root = tmp_path / "root"
+    data = wheel_root / "mediapipe" / "tasks" / "testdata" / "vision"
     data.mkdir(parents=True)
-    (data / "deeplabv3.tflite").write_bytes(Path(DEEPLAB).read_bytes())
-    cv2.imwrite(str(data / "cat.png"), cv2.cvtColor(reference["cat"], cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(data / "cat_golden.png"), reference["deeplab_cat_rot0_category"] * 10)
-    env = dict(os.environ, TEST_SRCDIR=str(tmp_path))
-    script = ROOT / "tests" / "mediapipe_shaped" / "image_segmenter_shaped.py"
-    runner = ("import runpy, sys, segtool.mediapipe; segtool.mediapipe.install_as_mediapipe(); "
-              f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "OK" in done.stderr.splitlines()[-1]
+    (data / "cat.jpg").write_bytes(b"x")
+    monkeypatch.delenv("TEST_SRCDIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(test_utils, "WHEEL_BUILD_ROOT", str(wheel_root))
+    assert test_utils.get_test_data_path("mediapipe/tasks/testdata/vision/cat.jpg") == str(data / "cat.jpg")
+
+
+# ---- mp.solutions.drawing_utils (the legacy samples' first line) ---------------------------------
+
+def test_drawing_utils_draws_visible_landmarks_and_their_connections():
+    from types import SimpleNamespace as Point
+
+    drawing = mp.solutions.drawing_utils
+    landmarks = Point(landmark=[Point(x=0.25, y=0.5, visibility=None, presence=None),
+                                Point(x=0.75, y=0.5, visibility=0.9, presence=None),
+                                Point(x=0.5, y=0.1, visibility=0.2, presence=None),  # hidden: not drawn
+                                Point(x=1.5, y=0.5, visibility=None, presence=None)])  # outside: not drawn
+    image = np.zeros((40, 80, 3), np.uint8)
+    drawing.draw_landmarks(image, landmarks, [(0, 1), (1, 2)], drawing.DrawingSpec(color=(0, 0, 255), circle_radius=1),
+                           drawing.DrawingSpec(color=(0, 255, 0), thickness=1))
+    assert tuple(image[20, 40]) == (0, 255, 0)  # the line between the two visible points
+    assert tuple(image[20, 20]) == (0, 0, 255) and tuple(image[20, 60]) == (0, 0, 255)
+    assert not image[:10].any()  # nothing at the hidden point nor towards it
+    with pytest.raises(ValueError, match="Landmark index is out of range"):
+        drawing.draw_landmarks(image, landmarks, [(0, 9)])
+    with pytest.raises(ValueError, match="three channel bgr"):
+        drawing.draw_landmarks(np.zeros((4, 4, 4), np.uint8), landmarks)
