@@ -79,13 +79,43 @@ def test_absltest_main_through_the_alias(tree, published, tmp_path):
     assert summary[-1] == "OK" and summary[-3].startswith("Ran "), summary[-3:]
 
 
-def test_pytest_collects_them_with_a_conftest_alias(tree):
-    """What a checker with pytest does: a conftest.py that installs the alias, then collection."""
-    (tree / "conftest.py").write_text(ALIAS + "\n")
+@pytest.mark.parametrize("checkout", [True, False], ids=["checkout_with_packages", "flat_copy"])
+def test_pytest_collects_them_with_a_conftest_alias(tree, checkout, tmp_path):
+    """What a checker with pytest does: a conftest.py that installs the alias, then collection.
+
+    In a MediaPipe checkout (``__init__.py`` in every folder) pytest imports the file as
+    ``mediapipe.python.solutions.selfie_segmentation_test``, a name segtool has to resolve to that
+    file; in a flat copy it imports it by its file name."""
+    newest, legacy = LAYOUT["image_segmenter_newest_shaped.py"], LAYOUT["selfie_segmentation_shaped.py"]
+    if checkout:
+        root, files = tree, [newest, legacy]
+        for folder in {Path(name).parent for name in files}:
+            for package in [folder, *folder.parents][:-1]:
+                (tree / package / "__init__.py").touch()
+    else:
+        root, files = tmp_path, [Path(legacy).name]
+        shutil.copytree(tree / Path(legacy).parent, tmp_path, dirs_exist_ok=True)
+    (root / "conftest.py").write_text(ALIAS + "\n")
     try:
-        done = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", LAYOUT["image_segmenter_newest_shaped.py"],
-                    LAYOUT["selfie_segmentation_shaped.py"]], cwd=tree)
+        done = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, files)], cwd=root)
     finally:
-        (tree / "conftest.py").unlink()
+        (root / "conftest.py").unlink()
+        for init in tree.rglob("__init__.py"):
+            init.unlink()
     assert done.returncode == 0, done.stdout[-4000:]
     assert " passed" in done.stdout and "failed" not in done.stdout and "error" not in done.stdout
+
+
+def test_only_test_modules_of_a_mediapipe_tree_load_through_the_alias(tree):
+    """MediaPipe's other modules in that tree stay not found: never MediaPipe code run on segtool's."""
+    other = tree / "mediapipe" / "tasks" / "python" / "audio"
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "audio_classifier.py").write_text("raise SystemExit('loaded MediaPipe code')\n")
+    script = (f"{ALIAS}; import sys; sys.path.insert(0, {str(tree)!r})\n"
+              "import mediapipe.python.solutions.selfie_segmentation_test as published\n"
+              f"assert published.__file__ == {str(tree / LAYOUT['selfie_segmentation_shaped.py'])!r}\n"
+              "try:\n    import mediapipe.tasks.python.audio.audio_classifier\n"
+              "except ModuleNotFoundError as exc:\n    print('not found:', exc.name)\n")
+    done = run(["-c", script], cwd=tree)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "not found: mediapipe.tasks.python.audio"

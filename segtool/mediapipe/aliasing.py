@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
+import os
 import sys
 
 ALIAS = "mediapipe"
@@ -43,8 +45,9 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         try:
             module = importlib.import_module(real_name)
         except ModuleNotFoundError as exc:
-            if exc.name == real_name:  # this name has no counterpart: `mediapipe.X` not found, as usual
-                return None
+            if exc.name and (real_name + ".").startswith(exc.name + "."):  # no counterpart (nor parent):
+                # a test of a MediaPipe tree, or not found as usual
+                return test_module_spec(fullname) if self.package_alias else None
             raise
         return importlib.machinery.ModuleSpec(fullname, self, origin=getattr(module, "__file__", None),
                                               is_package=hasattr(module, "__path__"))
@@ -60,6 +63,36 @@ class AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         alias_spec = module.__spec__
         if alias_spec is not None and alias_spec.loader_state is not None:
             module.__spec__ = alias_spec.loader_state
+
+
+def test_module_spec(fullname: str):
+    """MediaPipe's own test files, at their place in a MediaPipe tree on ``sys.path`` (a source
+    checkout, the wheel's install), for ``mediapipe.*`` names segtool does not have.
+
+    pytest imports ``mediapipe/tasks/python/test/vision/image_segmenter_test.py`` of such a tree as
+    ``mediapipe.tasks.python.test.vision.image_segmenter_test``; under the alias that name must
+    still reach the file. Only test modules and the test packages holding them are looked up
+    (a name with a ``test`` or ``tests`` part, or one named as pytest collects: ``*_test``, ``test_*``): any other MediaPipe module
+    stays "not found", never a copy of MediaPipe's own code run against segtool's.
+    """
+    parts = fullname.split(".")
+    if not any(part in ("test", "tests") or part.endswith("_test") or part.startswith("test_") for part in parts[1:]):
+        return None
+    own = os.path.realpath(os.path.dirname(sys.modules[TARGET].__file__))
+    for entry in sys.path:
+        place = os.path.join(entry or os.getcwd(), *parts)
+        if os.path.realpath(place).startswith(own + os.sep):
+            continue
+        if os.path.isfile(place + ".py"):
+            return importlib.util.spec_from_file_location(fullname, place + ".py")
+        if os.path.isdir(place):
+            init = os.path.join(place, "__init__.py")
+            if os.path.isfile(init):
+                return importlib.util.spec_from_file_location(fullname, init, submodule_search_locations=[place])
+            spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = [place]
+            return spec
+    return None
 
 
 _FINDERS = (AliasFinder(ALIAS, TARGET, package_alias=True),
