@@ -76,7 +76,7 @@ def test_module_spec(fullname: str):
     stays "not found", never a copy of MediaPipe's own code run against segtool's.
     """
     parts = fullname.split(".")
-    if not any(part in ("test", "tests") or part.endswith("_test") or part.startswith("test_") for part in parts[1:]):
+    if not any(_is_test_name(part) for part in parts[1:]):
         return None
     own = os.path.realpath(os.path.dirname(sys.modules[TARGET].__file__))
     for entry in sys.path:
@@ -93,6 +93,10 @@ def test_module_spec(fullname: str):
             spec.submodule_search_locations = [place]
             return spec
     return None
+
+
+def _is_test_name(part: str) -> bool:
+    return part in ("test", "tests") or part.endswith("_test") or part.startswith("test_")
 
 
 _FINDERS = (AliasFinder(ALIAS, TARGET, package_alias=True),
