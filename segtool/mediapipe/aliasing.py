@@ -71,9 +71,10 @@ def test_module_spec(fullname: str):
 
     pytest imports ``mediapipe/tasks/python/test/vision/image_segmenter_test.py`` of such a tree as
     ``mediapipe.tasks.python.test.vision.image_segmenter_test``; under the alias that name must
-    still reach the file. Only test modules and the test packages holding them are looked up
-    (a name with a ``test`` or ``tests`` part, or one named as pytest collects: ``*_test``, ``test_*``): any other MediaPipe module
-    stays "not found", never a copy of MediaPipe's own code run against segtool's.
+    still reach the file. Only test modules and the test packages holding them are looked up (a
+    name with a ``test`` or ``tests`` part, or one named as pytest collects: ``*_test``,
+    ``test_*``): any other MediaPipe module stays "not found", never a copy of MediaPipe's own
+    code run against segtool's.
     """
     parts = fullname.split(".")
     if not any(_is_test_name(part) for part in parts[1:]):
