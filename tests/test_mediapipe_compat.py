@@ -493,3 +493,23 @@ def test_drawing_utils_draws_visible_landmarks_and_their_connections():
         drawing.draw_landmarks(image, landmarks, [(0, 9)])
     with pytest.raises(ValueError, match="three channel bgr"):
         drawing.draw_landmarks(np.zeros((4, 4, 4), np.uint8), landmarks)
+
+
+# ---- create_from_file decodes JPEG as MediaPipe does (stb_image) ---------------------------------
+
+@pytest.mark.parametrize("name", ["colour", "gray"])
+def test_create_from_file_gives_mediapipes_own_jpeg_pixels(name, tmp_path, monkeypatch):
+    """tests/fixtures/mediapipe/jpeg_decode.npz: two JPEG files and MediaPipe 0.10.21's pixels for
+    them. With libstb (the mediapipe-compat extra) they are the very same; without it segtool's
+    own decoder is within a few levels."""
+    recorded = np.load(ROOT / "tests" / "fixtures" / "mediapipe" / "jpeg_decode.npz")
+    path = tmp_path / f"{name}.jpg"
+    path.write_bytes(recorded[f"{name}_jpeg"].tobytes())
+    expected = recorded[f"{name}_mediapipe"]
+    pytest.importorskip("libstb")
+    image = mp.Image.create_from_file(str(path))
+    assert image.image_format is (mp.ImageFormat.SRGB if name == "colour" else mp.ImageFormat.GRAY8)
+    np.testing.assert_array_equal(image.numpy_view(), expected)
+    monkeypatch.setitem(sys.modules, "libstb", None)  # not installed: segtool's own decoder
+    own = mp.Image.create_from_file(str(path)).numpy_view()
+    assert own.shape == expected.shape and np.abs(own.astype(int) - expected).max() <= 4
