@@ -513,3 +513,17 @@ def test_create_from_file_gives_mediapipes_own_jpeg_pixels(name, tmp_path, monke
     monkeypatch.setitem(sys.modules, "libstb", None)  # not installed: segtool's own decoder
     own = mp.Image.create_from_file(str(path)).numpy_view()
     assert own.shape == expected.shape and np.abs(own.astype(int) - expected).max() <= 4
+
+
+def test_create_from_file_gives_a_gif_its_alpha_as_mediapipe(tmp_path):
+    """MediaPipe (stb_image) reads a GIF as SRGBA, opaque where the GIF has no transparency."""
+    pytest.importorskip("libstb")
+    from PIL import Image as PILImage
+
+    rgb = np.random.default_rng(3).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).convert("P").save(tmp_path / "x.gif")
+    image = mp.Image.create_from_file(str(tmp_path / "x.gif"))
+    assert image.image_format is mp.ImageFormat.SRGBA
+    pixels = image.numpy_view()
+    assert (pixels[:, :, 3] == 255).all()
+    np.testing.assert_array_equal(pixels[:, :, :3], np.asarray(PILImage.open(tmp_path / "x.gif").convert("RGB")))

@@ -86,14 +86,15 @@ class Image:
         """Decode an image file as it is stored: GRAY8, SRGB or SRGBA (alpha kept), 8 bits per
         channel, EXIF orientation not applied (as MediaPipe). RuntimeError if it cannot be read.
 
-        JPEG files decode to MediaPipe's very pixels where ``libstb`` is installed (the
+        JPEG and GIF files decode to MediaPipe's very pixels where ``libstb`` is installed (the
         ``mediapipe-compat`` extra): MediaPipe decodes with stb_image, whose JPEG pixels differ
-        from libjpeg's by up to 3 levels on a few % of pixels (masks then agree ~99.98 %).
+        from libjpeg's by up to 3 levels on a few % of pixels (masks then agree ~99.98 %), and
+        which gives GIFs an alpha channel (SRGBA).
         """
         from ..errors import InputError
         from ..io import read_image_as_stored
 
-        pixels = _stb_jpeg(os.fspath(file_name))
+        pixels = _stb_decoded(os.fspath(file_name))
         try:
             if pixels is None:
                 pixels = read_image_as_stored(os.fspath(file_name))
@@ -154,13 +155,14 @@ class Image:
         return f"<segtool.mediapipe.Image {self._format.name} {self.width}x{self.height}>"
 
 
-def _stb_jpeg(path: str):
-    """A local JPEG file decoded by stb_image (MediaPipe's decoder), or None to use segtool's own
-    reader: not a JPEG, libstb not installed, too many pixels, or bytes stb refuses (segtool's
-    reader then gives its one-line error)."""
+def _stb_decoded(path: str):
+    """A local JPEG or GIF file decoded by stb_image (MediaPipe's decoder), or None to use
+    segtool's own reader (the same pixels for the other formats): another format, libstb not
+    installed, too many pixels, or bytes stb refuses (segtool's reader then gives its one-line
+    error, or decodes what stb cannot)."""
     try:
         with open(path, "rb") as stream:
-            if stream.read(3) != b"\xff\xd8\xff":
+            if not stream.read(6).startswith((b"\xff\xd8\xff", b"GIF87a", b"GIF89a")):
                 return None
         import libstb
     except (OSError, ImportError):
