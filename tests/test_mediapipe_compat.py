@@ -460,20 +460,70 @@ def test_test_utils_finds_data_as_mediapipes_does(tmp_path, monkeypatch):
         test_utils.get_test_data_path("absent.tflite")
 
 
-# ---- MediaPipe's published test, its shape, through the alias ------------------------------------
+def test_test_utils_also_looks_where_the_0_10_21_wheel_does(tmp_path, monkeypatch):
+    from segtool.mediapipe.tasks.python.test import test_utils
 
-def test_a_test_shaped_like_mediapipes_runs_unchanged_through_the_alias(tmp_path, reference):
-    """tests/mediapipe_shaped/image_segmenter_shaped.py is written as MediaPipe's own test is (imports
-    from ``mediapipe.*``, test_utils for data, the same checks); it runs with only the alias."""
-    data = tmp_path / "mediapipe" / "tasks" / "testdata" / "vision"
+    wheel_root = tmp_path / "root"
+    data = wheel_root / "mediapipe" / "tasks" / "testdata" / "vision"
     data.mkdir(parents=True)
-    (data / "deeplabv3.tflite").write_bytes(Path(DEEPLAB).read_bytes())
-    cv2.imwrite(str(data / "cat.png"), cv2.cvtColor(reference["cat"], cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(data / "cat_golden.png"), reference["deeplab_cat_rot0_category"] * 10)
-    env = dict(os.environ, TEST_SRCDIR=str(tmp_path))
-    script = ROOT / "tests" / "mediapipe_shaped" / "image_segmenter_shaped.py"
-    runner = ("import runpy, sys, segtool.mediapipe; segtool.mediapipe.install_as_mediapipe(); "
-              f"runpy.run_path({str(script)!r}, run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "OK" in done.stderr.splitlines()[-1]
+    (data / "cat.jpg").write_bytes(b"x")
+    monkeypatch.delenv("TEST_SRCDIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(test_utils, "WHEEL_BUILD_ROOT", str(wheel_root))
+    assert test_utils.get_test_data_path("mediapipe/tasks/testdata/vision/cat.jpg") == str(data / "cat.jpg")
+
+
+# ---- mp.solutions.drawing_utils (the legacy samples' first line) ---------------------------------
+
+def test_drawing_utils_draws_visible_landmarks_and_their_connections():
+    from types import SimpleNamespace as Point
+
+    drawing = mp.solutions.drawing_utils
+    landmarks = Point(landmark=[Point(x=0.25, y=0.5, visibility=None, presence=None),
+                                Point(x=0.75, y=0.5, visibility=0.9, presence=None),
+                                Point(x=0.5, y=0.1, visibility=0.2, presence=None),  # hidden: not drawn
+                                Point(x=1.5, y=0.5, visibility=None, presence=None)])  # outside: not drawn
+    image = np.zeros((40, 80, 3), np.uint8)
+    drawing.draw_landmarks(image, landmarks, [(0, 1), (1, 2)], drawing.DrawingSpec(color=(0, 0, 255), circle_radius=1),
+                           drawing.DrawingSpec(color=(0, 255, 0), thickness=1))
+    assert tuple(image[20, 40]) == (0, 255, 0)  # the line between the two visible points
+    assert tuple(image[20, 20]) == (0, 0, 255) and tuple(image[20, 60]) == (0, 0, 255)
+    assert not image[:10].any()  # nothing at the hidden point nor towards it
+    with pytest.raises(ValueError, match="Landmark index is out of range"):
+        drawing.draw_landmarks(image, landmarks, [(0, 9)])
+    with pytest.raises(ValueError, match="three channel bgr"):
+        drawing.draw_landmarks(np.zeros((4, 4, 4), np.uint8), landmarks)
+
+
+# ---- create_from_file decodes JPEG as MediaPipe does (stb_image) ---------------------------------
+
+@pytest.mark.parametrize("name", ["colour", "gray"])
+def test_create_from_file_gives_mediapipes_own_jpeg_pixels(name, tmp_path, monkeypatch):
+    """tests/fixtures/mediapipe/jpeg_decode.npz: two JPEG files and MediaPipe 0.10.21's pixels for
+    them. With libstb (the mediapipe-compat extra) they are the very same; without it segtool's
+    own decoder is within a few levels."""
+    recorded = np.load(ROOT / "tests" / "fixtures" / "mediapipe" / "jpeg_decode.npz")
+    path = tmp_path / f"{name}.jpg"
+    path.write_bytes(recorded[f"{name}_jpeg"].tobytes())
+    expected = recorded[f"{name}_mediapipe"]
+    pytest.importorskip("libstb")
+    image = mp.Image.create_from_file(str(path))
+    assert image.image_format is (mp.ImageFormat.SRGB if name == "colour" else mp.ImageFormat.GRAY8)
+    np.testing.assert_array_equal(image.numpy_view(), expected)
+    monkeypatch.setitem(sys.modules, "libstb", None)  # not installed: segtool's own decoder
+    own = mp.Image.create_from_file(str(path)).numpy_view()
+    assert own.shape == expected.shape and np.abs(own.astype(int) - expected).max() <= 4
+
+
+def test_create_from_file_gives_a_gif_its_alpha_as_mediapipe(tmp_path):
+    """MediaPipe (stb_image) reads a GIF as SRGBA, opaque where the GIF has no transparency."""
+    pytest.importorskip("libstb")
+    from PIL import Image as PILImage
+
+    rgb = np.random.default_rng(3).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).convert("P").save(tmp_path / "x.gif")
+    image = mp.Image.create_from_file(str(tmp_path / "x.gif"))
+    assert image.image_format is mp.ImageFormat.SRGBA
+    pixels = image.numpy_view()
+    assert (pixels[:, :, 3] == 255).all()
+    np.testing.assert_array_equal(pixels[:, :, :3], np.asarray(PILImage.open(tmp_path / "x.gif").convert("RGB")))

@@ -27,7 +27,7 @@ _LAZY = {
     "Image": ("segtool.mediapipe.images", "Image"),
     "ImageFormat": ("segtool.mediapipe.images", "ImageFormat"),
     "tasks": ("segtool.mediapipe.tasks", None),
-    "solutions": ("segtool.mediapipe.solutions", None),
+    "solutions": ("segtool.mediapipe.python.solutions", None),  # as in MediaPipe: mp.solutions is python.solutions
     "python": ("segtool.mediapipe.python", None),
 }
 
