@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
@@ -139,11 +140,20 @@ def category_palette() -> list[int]:
 
 def write_category_png(path: Path, mask: np.ndarray) -> None:
     """An 8-bit grey PNG whose pixel values are the category indices, as every reader returns them."""
+    data = category_png_bytes(mask)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as stream:
+            stream.write(data)
+
+
+def category_png_bytes(mask: np.ndarray) -> bytes:
+    """write_category_png's file as bytes (dataset shards hold the same PNG as the loose file)."""
     from PIL import Image
 
     image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8))  # 2-D uint8: mode L
-    with atomic_output(path) as tmp:
-        image.save(tmp, format="PNG", compress_level=1)
+    stream = io.BytesIO()
+    image.save(stream, format="PNG", compress_level=1)
+    return stream.getvalue()
 
 
 def write_category_preview(path: Path, mask: np.ndarray) -> None:
@@ -171,6 +181,13 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as stream:
             np.save(_WriteOnly(stream), array)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as a .npy file in memory (np.load(io.BytesIO(data)) gives it back)."""
+    stream = io.BytesIO()
+    np.save(stream, array, allow_pickle=False)
+    return stream.getvalue()
 
 
 def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
@@ -205,15 +222,34 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
     import imageio.v3 as iio
 
     suffix = PurePath(str(path)).suffix.lower()
-    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
-    if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
-        raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
-    options.update(_metadata_options(suffix, facts))
+    options = _encode_options(path, image, suffix, quality, facts)
     with atomic_output(path) as tmp:
         try:
             iio.imwrite(tmp, image, plugin="pillow", extension=suffix, **options)
         except (ValueError, KeyError) as exc:
             raise OutputError(f"{path}: cannot encode as '{suffix}' ({_reason(exc)})") from exc
+
+
+def image_bytes(image: np.ndarray, suffix: str, *, quality: int = 95, facts: Optional[ImageFacts] = None,
+                name: str = "") -> bytes:
+    """write_image's file as bytes, for dataset shards; ``suffix`` is ".png", ".jpg", ...;
+    ``name`` (the input) is what an error line names."""
+    import imageio.v3 as iio
+
+    suffix = suffix.lower()
+    options = _encode_options(name, image, suffix, quality, facts)
+    try:
+        return iio.imwrite("<bytes>", image, plugin="pillow", extension=suffix, **options)
+    except (ValueError, KeyError) as exc:
+        raise OutputError(f"{name}: cannot encode as '{suffix}' ({_reason(exc)})") from exc
+
+
+def _encode_options(path, image: np.ndarray, suffix: str, quality: int, facts: Optional[ImageFacts]) -> dict:
+    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+    if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
+        raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
+    options.update(_metadata_options(suffix, facts))
+    return options
 
 
 _CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
