@@ -70,12 +70,6 @@ class CocoFormat:
     def open(self, path: Path) -> "LinesShardWriter":
         return LinesShardWriter(path)
 
-    def inputs_in(self, stream) -> Iterator[tuple[str, bool]]:
-        for line in stream:
-            if line.strip():
-                record = json.loads(line)
-                yield record["input"], record.get("error") is None
-
 
 class LinesShardWriter:
     def __init__(self, path: Path):
@@ -92,3 +86,10 @@ class LinesShardWriter:
 
     def abort(self) -> None:
         self._stream.close()
+
+
+def inputs_in(stream) -> Iterator[tuple[str, bool]]:
+    for line in stream:
+        if line.strip():
+            record = json.loads(line)
+            yield record["input"], record.get("error") is None

@@ -36,3 +36,10 @@ def shard_format(kind: str, options):
         raise UsageError(f"--dataset {kind} needs {needed}: pip install 'segtool[dataset]'")
     module, name = _MODULES[kind]
     return getattr(importlib.import_module(f".{module}", __package__), name)(options)
+
+
+def shard_inputs(kind: str, stream):
+    """(input, succeeded) for every record of a finished ``kind`` shard read from ``stream``."""
+    check_kind(kind)
+    module, _ = _MODULES[kind]
+    return importlib.import_module(f".{module}", __package__).inputs_in(stream)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import SegtoolError
 from ..io import storage
-from .formats import KINDS, extension, kind_of, shard_format
+from .formats import KINDS, extension, kind_of, shard_inputs
 from .records import input_digest
 
 INDEX_FOLDER = ".segtool-index"
@@ -161,7 +161,7 @@ def _shard_digests(folder, name: str, indexed: set) -> tuple[bytes, bytes, bool]
     # a shard damaged since it was written vouches only for the records read before the damage
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError, tarfile.TarError):
         with _open(folder / name) as stream:
-            for input, ok in shard_format(kind_of(name.rsplit(".", 1)[1]), None).inputs_in(stream):
+            for input, ok in shard_inputs(kind_of(name.rsplit(".", 1)[1]), stream):
                 (succeeded if ok else failed).extend(input_digest(input))
     return bytes(succeeded), bytes(failed), True
 

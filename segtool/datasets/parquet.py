@@ -74,14 +74,6 @@ class ParquetFormat:
     def open(self, path: Path) -> "ParquetShardWriter":
         return ParquetShardWriter(path, self.schema, self.options.row_group_bytes)
 
-    def inputs_in(self, stream) -> Iterator[tuple[str, bool]]:
-        """(input, succeeded) of every row of a finished shard (the index rebuilt from it)."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(stream, columns=["input", "error"])
-        for input, error in zip(table.column("input").to_pylist(), table.column("error").to_pylist()):
-            yield input, error is None
-
 
 class ParquetShardWriter:
     """Rows buffered up to a row group's worth, then written; ``tell`` counts both."""
@@ -125,3 +117,12 @@ class ParquetShardWriter:
             table = self._pa.Table.from_pylist(self._rows, schema=self._schema)
             self._writer.write_table(table, row_group_size=len(self._rows))
             self._rows, self._buffered = [], 0
+
+
+def inputs_in(stream) -> Iterator[tuple[str, bool]]:
+    """(input, succeeded) of every row of a finished shard (the index rebuilt from it)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(stream, columns=["input", "error"])
+    for input, error in zip(table.column("input").to_pylist(), table.column("error").to_pylist()):
+        yield input, error is None

@@ -29,7 +29,7 @@ from ..io import storage
 from ..io.writers import atomic_output, ensure_dir, write_error
 from .formats import check_kind, shard_format
 from .index import INDEX_FOLDER, INDEX_SUFFIX, index_bytes
-from .records import ShardRecord, check_record, composite_name, input_digest
+from .records import ShardRecord, check_record, input_digest
 
 MiB = 1 << 20
 
@@ -53,7 +53,8 @@ class ShardOptions:
         if self.target_bytes < 1 or self.row_group_bytes < 1:
             raise UsageError("dataset shard and row group sizes must be at least 1 byte")
         for name in self.composites:
-            composite_name(f"{name}.png")  # a plain name: no dot, no slash
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+                raise UsageError(f"{name!r}: a composite's name is a plain word (blur, cutout, ...)")
 
 
 @dataclass

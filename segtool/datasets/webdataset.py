@@ -55,13 +55,6 @@ class WebDatasetFormat:
     def open(self, path: Path) -> "TarShardWriter":
         return TarShardWriter(path)
 
-    def inputs_in(self, stream) -> Iterator[tuple[str, bool]]:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                if member.name.endswith(".json") and member.name.count(".") == 1:
-                    facts = json.loads(tar.extractfile(member).read())
-                    yield facts["input"], facts.get("error") is None
-
 
 class TarShardWriter:
     def __init__(self, path: Path):
@@ -86,3 +79,11 @@ class TarShardWriter:
 
     def abort(self) -> None:
         self._stream.close()
+
+
+def inputs_in(stream) -> Iterator[tuple[str, bool]]:
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            if member.name.endswith(".json") and member.name.count(".") == 1:
+                facts = json.loads(tar.extractfile(member).read())
+                yield facts["input"], facts.get("error") is None
