@@ -512,15 +512,15 @@ def s3(s3_server, monkeypatch):
 def test_shards_upload_whole_to_s3_and_read_back(kind, s3, s3_server, records, loose):
     fs, bucket = s3
     before = len(s3_server.requests())
-    sink = ShardSink.open(kind, f"s3://{bucket}/masks/", ShardOptions(target_bytes=200_000))
+    sink = ShardSink.open(kind, f"s3://{bucket}/masks/", ShardOptions(target_bytes=50 << 20, composites=("blur",)))
     for record in records[:3]:
         sink.add(record)
         assert not fs.find(f"{bucket}/masks"), "nothing is visible before a shard is complete"
     for record in records[3:]:
         sink.add(record)
     sink.close()
-    shards = sorted(n for n in fs.find(f"{bucket}/masks") if n.rsplit("/", 1)[1].startswith("shard-"))
-    assert len(shards) == len(sink.shards) >= 1
+    shards = sorted(n for n in fs.find(f"{bucket}/masks") if "/.segtool-index/" not in n)
+    assert len(shards) == len(sink.shards) == 1
     assert all(fs.metadata(s).get("written-by") == "segtool" for s in shards)
     asked = s3_server.requests()[before:]
     puts = [r for r in asked if r.startswith("PUT ")]
@@ -561,13 +561,14 @@ def test_shards_upload_whole_to_s3_and_read_back(kind, s3, s3_server, records, l
 
 def test_ray_data_reads_parquet_and_webdataset_shards(records, loose, tmp_path):
     ray = pytest.importorskip("ray")
-    write("parquet", tmp_path / "parquet", records, target_bytes=200_000)
-    write("webdataset", tmp_path / "wds", records, target_bytes=200_000)
+    write("parquet", tmp_path / "parquet", records, target_bytes=200_000, composites=("blur",))
+    write("webdataset", tmp_path / "wds", records, target_bytes=200_000, composites=("blur",))
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", configure_logging=False)
     try:
         rows = ray.data.read_parquet(str(tmp_path / "parquet")).take_all()
-        check_against_loose(loose, {r["input"]: r["category_mask"] and png_pixels(r["category_mask"]) for r in rows},
-                            records)
+        # Ray gives a null binary back as NaN
+        check_against_loose(loose, {r["input"]: png_pixels(r["category_mask"]) if isinstance(r["category_mask"], bytes)
+                                    else None for r in rows}, records)
         samples = ray.data.read_webdataset(str(tmp_path / "wds"), decoder=None).take_all()
     finally:
         ray.shutdown()
@@ -575,7 +576,7 @@ def test_ray_data_reads_parquet_and_webdataset_shards(records, loose, tmp_path):
     for sample in samples:
         facts = json.loads(sample["json"]) if isinstance(sample["json"], (bytes, str)) else sample["json"]
         png = sample.get("category.png")
-        found[facts["input"]] = None if png is None else png_pixels(png)
+        found[facts["input"]] = png_pixels(png) if isinstance(png, bytes) else None  # a missing member: NaN
     check_against_loose(loose, found, records)
 
 
