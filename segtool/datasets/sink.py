@@ -222,9 +222,7 @@ class ShardSink:
 
     def _failed(self, shard: _Shard, exc: BaseException, *, discard: bool = True) -> OutputStorageError:
         """The error that stops every later add(): shards can no longer be written here."""
-        if discard and shard.writer is not None:
-            with contextlib.suppress(OSError):
-                shard.writer.abort()
+        if discard:
             _throw_away(shard)
         if isinstance(exc, OutputStorageError):
             error = exc
@@ -237,8 +235,9 @@ class ShardSink:
 
 
 def _throw_away(shard: _Shard) -> None:
-    with contextlib.suppress(OSError):
-        shard.writer.abort()
+    if shard.writer is not None:
+        with contextlib.suppress(OSError):
+            shard.writer.abort()
     with contextlib.suppress(_Discarded, OSError, OutputError):
         shard.stack.__exit__(_Discarded, _Discarded(), None)
 
