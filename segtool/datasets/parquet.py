@@ -16,7 +16,8 @@ Columns (every row, in this order):
                     the encoded picture, in the format of the per-file output (PNG, JPEG, WebP)
   error             string: the one-line reason the input failed (then the masks are null)
 
-Rows are written in row groups of about ``row_group_bytes`` so a reader can stream a shard.
+Rows are written in row groups of about ``row_group_bytes`` (at most ``row_group_rows`` rows) so
+a reader can stream a shard and the writer holds at most one row group.
 """
 from __future__ import annotations
 
@@ -72,13 +73,13 @@ class ParquetFormat:
         return row, size
 
     def open(self, path: Path) -> "ParquetShardWriter":
-        return ParquetShardWriter(path, self.schema, self.options.row_group_bytes)
+        return ParquetShardWriter(path, self.schema, self.options.row_group_bytes, self.options.row_group_rows)
 
 
 class ParquetShardWriter:
     """Rows buffered up to a row group's worth, then written; ``tell`` counts both."""
 
-    def __init__(self, path: Path, schema, row_group_bytes: int):
+    def __init__(self, path: Path, schema, row_group_bytes: int, row_group_rows: int):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -89,12 +90,13 @@ class ParquetShardWriter:
         self._rows: list[dict] = []
         self._buffered = 0
         self._row_group_bytes = row_group_bytes
+        self._row_group_rows = row_group_rows
 
     def write(self, encoded: tuple[dict, int]) -> None:
         row, size = encoded
         self._rows.append(row)
         self._buffered += size
-        if self._buffered >= self._row_group_bytes:
+        if self._buffered >= self._row_group_bytes or len(self._rows) >= self._row_group_rows:
             self._flush()
 
     def tell(self) -> int:

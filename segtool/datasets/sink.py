@@ -41,16 +41,18 @@ class ShardOptions:
     ``target_bytes``: a shard is finished once it holds this much (it ends at the first record
     past it). ``confidence_masks``: also store them (float16 .npy; Parquet and WebDataset).
     ``composites``: the composite names the records carry (blur, cutout, ...): Parquet's columns.
-    ``row_group_bytes``: Parquet row groups of about this size (what readers load at once).
+    ``row_group_bytes``: Parquet row groups of about this size (what readers load at once), and
+    at most ``row_group_rows`` rows: the rows wait in memory as Python objects until then.
     """
 
     target_bytes: int = 256 * MiB
     confidence_masks: bool = False
     composites: tuple[str, ...] = ()
     row_group_bytes: int = 32 * MiB
+    row_group_rows: int = 2048
 
     def __post_init__(self):
-        if self.target_bytes < 1 or self.row_group_bytes < 1:
+        if self.target_bytes < 1 or self.row_group_bytes < 1 or self.row_group_rows < 1:
             raise UsageError("dataset shard and row group sizes must be at least 1 byte")
         for name in self.composites:
             if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
@@ -62,8 +64,8 @@ class _Shard:
     location: object  # Path or UPath of the finished shard
     stack: contextlib.ExitStack  # holds atomic_output open while the shard fills
     writer: object
-    succeeded: list = field(default_factory=list)  # input digests
-    failed: list = field(default_factory=list)
+    succeeded: bytearray = field(default_factory=bytearray)  # input digests, 16 bytes each
+    failed: bytearray = field(default_factory=bytearray)
 
 
 class _Discarded(Exception):
@@ -123,7 +125,7 @@ class ShardSink:
             except OSError as exc:
                 self._open = None
                 raise self._failed(shard, exc) from exc
-            (shard.succeeded if record.ok else shard.failed).append(digest)
+            (shard.succeeded if record.ok else shard.failed).extend(digest)
             self.records += 1
             full = shard.writer.tell() >= self.options.target_bytes
             if full:
@@ -218,7 +220,7 @@ class ShardSink:
     def _write_index(self, shard: _Shard) -> None:
         location = self.folder / INDEX_FOLDER / (shard.location.name + INDEX_SUFFIX)
         with atomic_output(location) as temporary:
-            Path(temporary).write_bytes(index_bytes(shard.succeeded, shard.failed))
+            Path(temporary).write_bytes(index_bytes([bytes(shard.succeeded)], [bytes(shard.failed)]))
 
     def _failed(self, shard: _Shard, exc: BaseException, *, discard: bool = True) -> OutputStorageError:
         """The error that stops every later add(): shards can no longer be written here."""
