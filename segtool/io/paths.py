@@ -1,13 +1,16 @@
 """Which files to process: command-line paths, folders and path lists on stdin."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Callable, Iterator, Optional, Sequence
 
+from ..errors import InputError, UsageError
 from . import storage
 
 # The infixes of the output contract (<stem>.<infix>.<ext>, <stem>.<frame>.<infix>.<ext>): a
@@ -163,3 +166,110 @@ def _wanted(path: Path, recursive: bool) -> bool:
     # without it, it is reported ("is a directory") rather than silently left out, and so is
     # a broken symbolic link.
     return path.is_file() or path.is_symlink() or (not recursive and path.is_dir())
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+_PARQUET_MANIFEST = re.compile(r"^(?P<file>.+\.parquet)(?::(?P<column>[^/:]+))?$", re.IGNORECASE)
+# Without :COLUMN, the first of these a Parquet manifest has is taken (then its only text column).
+MANIFEST_COLUMNS = ("input", "path", "url", "key", "file_name", "filename", "image")
+_MANIFEST_BATCH = 8192  # Parquet rows read at once: the most of a manifest held in memory
+
+
+def inputs_from_manifest(spec: str) -> Iterator[InputItem]:
+    """The inputs a manifest lists, read lazily (never held as a list, so ten million lines
+    cost what one batch does), in its order.
+
+    ``spec``: a text file (a local path, file:// or object-store URL; ``.gz`` read through gzip)
+    with one path or URL a line, blank lines skipped; or ``FILE.parquet[:COLUMN]``, a Parquet
+    file read in batches of one column: COLUMN, else the first of MANIFEST_COLUMNS it has, else
+    its only string column. Relative paths are relative to the working folder, as for a list on
+    stdin. An InputError when the manifest cannot be read, a UsageError for a missing column.
+    """
+    found = _PARQUET_MANIFEST.match(spec)
+    if found:
+        return _parquet_manifest(found["file"], found["column"], spec)
+    return _text_manifest(spec)
+
+
+def _manifest_location(text: str):
+    return storage.location(text) if storage.is_url(text) else Path(text)
+
+
+def _text_manifest(spec: str) -> Iterator[InputItem]:
+    import gzip
+
+    with _open_manifest(spec) as stream:
+        lines = gzip.GzipFile(fileobj=stream) if spec.lower().endswith(".gz") else stream
+        try:
+            for line in lines:
+                # bytes, so names need not be valid UTF-8 (fsdecode keeps them, as for stdin lists)
+                line = line.rstrip(b"\r\n")
+                if line.strip():
+                    yield _listed_item(os.fsdecode(line))
+        except (OSError, EOFError) as exc:  # a damaged .gz, a connection lost mid-read
+            raise InputError(f"{spec}: cannot read this manifest ({_why(exc)})") from exc
+
+
+def _parquet_manifest(file: str, column: Optional[str], spec: str) -> Iterator[InputItem]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _open_manifest(file) as stream:
+        try:
+            table = pq.ParquetFile(stream)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{file}: not a Parquet file ({_why(exc)})") from exc
+        name = _manifest_column(table.schema_arrow, column, spec)
+        for batch in table.iter_batches(columns=[name], batch_size=_MANIFEST_BATCH):
+            for value in batch.column(0).to_pylist():
+                if isinstance(value, bytes):
+                    value = os.fsdecode(value)
+                if value and value.strip():
+                    yield _listed_item(value)
+
+
+def _manifest_column(schema, column: Optional[str], spec: str) -> str:
+    import pyarrow as pa
+
+    texts = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+             or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if column is not None:
+        if column not in schema.names:
+            raise UsageError(f"{spec}: no column {column!r} (it has: {', '.join(schema.names)})")
+        if column not in texts:
+            raise UsageError(f"{spec}: column {column!r} holds {schema.field(column).type}, not paths or URLs")
+        return column
+    chosen = next((n for n in MANIFEST_COLUMNS if n in texts), None) or (texts[0] if len(texts) == 1 else None)
+    if chosen is None:
+        raise UsageError(f"{spec}: say which column holds the paths or URLs, e.g. {spec}:COLUMN "
+                         f"(text columns: {', '.join(texts) or 'none'})")
+    return chosen
+
+
+@contextlib.contextmanager
+def _open_manifest(text: str):
+    place = _manifest_location(text)
+    try:
+        stream = place.fs.open(place.path, "rb") if storage.is_remote(place) else open(place, "rb")
+    except FileNotFoundError as exc:
+        raise InputError(f"{text}: no such manifest file") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{text}: is a folder, not a manifest file") from exc
+    except OSError as exc:
+        raise InputError(f"{text}: cannot open this manifest ({_why(exc)})") from exc
+    with stream:
+        yield stream
+
+
+def _listed_item(text: str) -> InputItem:
+    if storage.is_url(text):
+        place = storage.location(text)  # file:// is a local path
+        return InputItem(place, PurePath(place.name))
+    return InputItem(Path(text), PurePath(Path(text).name))
+
+
+def _why(exc: BaseException) -> str:
+    from .images import reason  # numpy and Pillow: only once something went wrong
+
+    return reason(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Optional, Sequence
@@ -194,7 +195,12 @@ def category_palette() -> list[int]:
 
 def write_category_png(path: Path, mask: np.ndarray) -> None:
     """An 8-bit grey PNG whose pixel values are the category indices, as every reader returns them."""
-    _write_bytes(path, encoders.png_bytes(np.asarray(mask, dtype=np.uint8)))
+    _write_bytes(path, category_png_bytes(mask))
+
+
+def category_png_bytes(mask: np.ndarray) -> bytes:
+    """write_category_png's file as bytes (dataset shards hold the same PNG as the loose file)."""
+    return encoders.png_bytes(np.ascontiguousarray(mask, dtype=np.uint8))
 
 
 def write_category_preview(path: Path, mask: np.ndarray) -> None:
@@ -223,6 +229,13 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as stream:
             np.save(_WriteOnly(stream), array)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as a .npy file in memory (np.load(io.BytesIO(data)) gives it back)."""
+    stream = io.BytesIO()
+    np.save(stream, array, allow_pickle=False)
+    return stream.getvalue()
 
 
 def write_exr(path: Path, masks: np.ndarray, labels: Sequence[str]) -> None:
@@ -257,12 +270,7 @@ def write_image(path: Path, image: np.ndarray, *, quality: int = 95,
     import imageio.v3 as iio
 
     suffix = PurePath(str(path)).suffix.lower()
-    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
-    if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
-        raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
-    options.update(_metadata_options(suffix, facts))
-    if suffix in (".tif", ".tiff") and "dpi" not in options:
-        options["resolution_unit"] = 1  # "no unit": Pillow's default claims 1 dot per inch
+    options = _encode_options(path, image, suffix, quality, facts)
     try:
         fast = _fast_encoding(suffix, image, options)
     except ValueError as exc:
@@ -293,6 +301,31 @@ def _fast_encoding(suffix: str, image: np.ndarray, options: dict) -> Optional[by
     if suffix == ".png" and image.ndim == 2 and not options:
         return encoders.png_bytes(image)
     return None
+
+
+def image_bytes(image: np.ndarray, suffix: str, *, quality: int = 95, facts: Optional[ImageFacts] = None,
+                name: str = "") -> bytes:
+    """write_image's file as bytes, for dataset shards; ``suffix`` is ".png", ".jpg", ...;
+    ``name`` (the input) is what an error line names."""
+    import imageio.v3 as iio
+
+    suffix = suffix.lower()
+    options = _encode_options(name, image, suffix, quality, facts)
+    try:
+        fast = _fast_encoding(suffix, image, options)
+        return fast if fast is not None else iio.imwrite("<bytes>", image, plugin="pillow", extension=suffix, **options)
+    except (ValueError, KeyError) as exc:
+        raise OutputError(f"{name}: cannot encode as '{suffix}' ({first_line(exc)})") from exc
+
+
+def _encode_options(path, image: np.ndarray, suffix: str, quality: int, facts: Optional[ImageFacts]) -> dict:
+    options = {"quality": quality} if suffix in (".jpg", ".jpeg", ".webp") else {}
+    if suffix in (".jpg", ".jpeg") and image.shape[-1] == 4:
+        raise OutputError(f"{path}: JPEG has no alpha channel; use .png or .webp")
+    options.update(_metadata_options(suffix, facts))
+    if suffix in (".tif", ".tiff") and "dpi" not in options:
+        options["resolution_unit"] = 1  # "no unit": Pillow's default claims 1 dot per inch
+    return options
 
 
 _CARRIES_METADATA = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
