@@ -28,7 +28,7 @@ from PIL import Image
 from segtool import ImageSegmenter, ImageSegmenterOptions, effects
 from segtool import io as sio
 from segtool.datasets import KINDS, ShardIndex, ShardOptions, ShardRecord, ShardSink, image_id, sample_key
-from segtool.errors import InputError, OutputStorageError, SegtoolError, UsageError
+from segtool.errors import InputError, OutputStorageError, UsageError
 from segtool.io.paths import inputs_from_manifest
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
