@@ -2,6 +2,9 @@
 
     plan -> settle -> load -> segment (prepare, run, finish) -> write -> report
 
+What "write" means is the target's: FILES (each input's files, outputs.planned_outputs) or
+dataset shards (datasets/target.py: one record per input into a shard, the index to settle by).
+
 Every engine calls it. engines/local.py runs ``process_image`` in order or on threads;
 engines/batched.py splits it at the inference call (``load`` on threads, one
 ``segmenter.run_prepared`` for a batch, ``finish`` on threads); engines/ray.py runs the local
@@ -41,27 +44,47 @@ class Loaded:
     facts: Optional[sio.ImageFacts] = None  # what its composites keep of the photo's metadata
 
 
-def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> ItemReport:
+class Files:
+    """The default target: each input's own files (the output contract), written atomically."""
+
+    def plan(self, item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Path]:
+        return planned_outputs(item, outputs)
+
+    def settle(self, item: sio.InputItem, plan: dict, outputs: ImageOutputs) -> Optional[ItemReport]:
+        return settle(item, plan, outputs)
+
+    def write(self, loaded: Loaded, result: SegmentationResult, labels, outputs: ImageOutputs) -> tuple:
+        write_outputs(loaded.plan, loaded.image, result, labels, outputs, loaded.facts)
+        return tuple(loaded.plan.values())
+
+    def failed(self, item: sio.InputItem, error: str) -> None:
+        """A failed input leaves no file of its own: its line on stderr is the whole record."""
+
+
+FILES = Files()
+
+
+def process_image(item: sio.InputItem, segmenter, outputs: ImageOutputs, target=FILES) -> ItemReport:
     """Read, segment and write one input. Outputs are written atomically, so an interrupted or
     failed input leaves none of its files half-written; files it completed before failing stay."""
-    loaded = load(item, segmenter, outputs)
+    loaded = load(item, segmenter, outputs, target)
     if isinstance(loaded, ItemReport):
         return loaded
-    return finish(loaded, infer(segmenter, [loaded])[0], segmenter, outputs)
+    return finish(loaded, infer(segmenter, [loaded])[0], segmenter, outputs, target)
 
 
-def load(item: sio.InputItem, segmenter, outputs: ImageOutputs) -> Union[Loaded, ItemReport]:
+def load(item: sio.InputItem, segmenter, outputs: ImageOutputs, target=FILES) -> Union[Loaded, ItemReport]:
     """Plan, settle, read and prepare one input; a report instead when it is settled or fails."""
     started = time.perf_counter()
-    plan = planned_outputs(item, outputs)
-    settled = settle(item, plan, outputs)
+    plan = target.plan(item, outputs)
+    settled = target.settle(item, plan, outputs)
     if settled is not None:
         return settled
     try:
         image, facts = read_input(item, outputs)
         return Loaded(item, plan, image, segmenter.prepare(image), started, facts)
     except FAILURES as exc:
-        return failed_report(item, exc, started)
+        return failed_report(item, exc, started, target)
 
 
 def infer(segmenter, loaded: list[Loaded]) -> list:
@@ -77,18 +100,18 @@ def infer(segmenter, loaded: list[Loaded]) -> list:
         return [infer(segmenter, [each])[0] for each in loaded]
 
 
-def finish(loaded: Loaded, output, segmenter, outputs: ImageOutputs) -> ItemReport:
+def finish(loaded: Loaded, output, segmenter, outputs: ImageOutputs, target=FILES) -> ItemReport:
     """Masks from the network's output, then the files and the report (``output`` may be the
     exception its inference raised)."""
     if isinstance(output, BaseException):
-        return failed_report(loaded.item, output, loaded.started)
+        return failed_report(loaded.item, output, loaded.started, target)
     try:
         result = segmenter.finish(output, loaded.prepared)
-        write_outputs(loaded.plan, loaded.image, result, segmenter.labels, outputs, loaded.facts)
+        written = target.write(loaded, result, segmenter.labels, outputs)
     except FAILURES as exc:
-        return failed_report(loaded.item, exc, loaded.started)
+        return failed_report(loaded.item, exc, loaded.started, target)
     categories = category_fractions(result, segmenter.labels) if outputs.report_categories else {}
-    return ItemReport(loaded.item.path, tuple(loaded.plan.values()), seconds=time.perf_counter() - loaded.started,
+    return ItemReport(loaded.item.path, written, seconds=time.perf_counter() - loaded.started,
                       categories=categories)
 
 
@@ -119,13 +142,20 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
             sio.write_image(path, picture, facts=None if kind == "alpha" else facts)
 
 
-def failed_report(item: sio.InputItem, exc: BaseException, started: float) -> ItemReport:
+def failed_report(item: sio.InputItem, exc: BaseException, started: float, target=FILES) -> ItemReport:
+    """The input's one-line failure; the target records it too (a dataset's error record)."""
     if isinstance(exc, MemoryError):
         # The image passed --max-pixels yet its masks do not fit: that input fails, not the batch.
-        return ItemReport(item.path, error=f"{item.path}: out of memory (lower --max-pixels)",
-                          seconds=time.perf_counter() - started)
-    return ItemReport(item.path, error=str(exc), seconds=time.perf_counter() - started,
-                      stops_batch=isinstance(exc, OutputStorageError))
+        error = f"{item.path}: out of memory (lower --max-pixels)"
+    else:
+        error = str(exc)
+    stops = isinstance(exc, OutputStorageError)
+    if not stops:
+        try:
+            target.failed(item, error)
+        except OutputStorageError as storage:  # the shard holding the error record cannot be written
+            error, stops = str(storage), True
+    return ItemReport(item.path, error=error, seconds=time.perf_counter() - started, stops_batch=stops)
 
 
 def _naming(exc: BaseException, item: sio.InputItem) -> BaseException:

@@ -44,6 +44,8 @@ class ImageOutputs:
     report_categories: bool = True  # fill ItemReport.categories (the CLI: only for --json)
     protected: "InputSet" = field(default_factory=lambda: InputSet())  # the run's inputs: never written over
     keep_metadata: bool = True  # composites carry the input's ICC profile and EXIF (not mask files)
+    dataset: Optional[str] = None  # "parquet", "webdataset" or "coco": shards in out_dir, no files per input
+    shard_bytes: int = 256 << 20  # a dataset shard is finished once it holds this much
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,12 @@ def planned_outputs(item: sio.InputItem, outputs: ImageOutputs) -> dict[str, Pat
     base = outputs.out_dir / item.stem
     plan = mask_files(base, outputs)
     for name in outputs.composites:
-        plan[name] = base.with_name(f"{base.name}.{name}{_composite_suffix(name, item, outputs)}")
+        plan[name] = base.with_name(f"{base.name}.{name}{composite_suffix(name, item, outputs)}")
     return plan
 
 
-def _composite_suffix(name: str, item: sio.InputItem, outputs: ImageOutputs) -> str:
+def composite_suffix(name: str, item: sio.InputItem, outputs: ImageOutputs) -> str:
+    """The file ending of composite ``name`` for ``item``: ".jpg", ".png", ..."""
     # A cut-out needs an alpha channel: PNG, or WebP when asked for; never the input's JPEG.
     if name == "cutout":
         return ".webp" if outputs.composite_format == "webp" else ".png"

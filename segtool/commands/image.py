@@ -1,6 +1,9 @@
 """`segtool image`: segment still images into masks and composites."""
 from __future__ import annotations
 
+import contextlib
+import itertools
+
 import click
 
 from .options import (composite_options, jobs_option, mask_options, model_options, output_dir_option,
@@ -12,7 +15,7 @@ MAX_BATCH_SIZE = 256  # two batches of decoded 1080p images are held at once: 3 
 
 
 @click.command()
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @model_options
 @mask_options
 @palette_option
@@ -37,9 +40,18 @@ MAX_BATCH_SIZE = 256  # two batches of decoded 1080p images are held at once: 3 
                                             "--threads is threads per actor).")
 @click.option("--ray-address", metavar="HOST:PORT", default=None,
               help="The Ray cluster for --engine ray (default: $RAY_ADDRESS, else a local Ray instance).")
+@click.option("--inputs-from", "manifests", metavar="FILE[:COLUMN]", multiple=True,
+              help="Also the inputs a manifest lists, read as they are needed: a text file of paths or URLs, "
+                   "one a line (.gz too), or FILE.parquet:COLUMN; local or on an object store.")
+@click.option("--dataset", type=click.Choice(["parquet", "webdataset", "coco"]), default=None,
+              help="Write the masks (and composites) as dataset shards in --output instead of files per input; "
+                   "see the README's Datasets section.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=256, show_default=True, metavar="MB",
+              help="With --dataset: a shard is finished once it holds this many megabytes.")
 def image(inputs, model, device, threads, display_names_locale, category_mask, confidence_masks,
           confidence_format, palette, composite, strip_metadata, out_dir, jobs, recursive, null_separated,
-          skip_existing, max_pixels, batch_size, as_json, quiet, verbose, engine, ray_address):
+          skip_existing, max_pixels, batch_size, as_json, quiet, verbose, engine, ray_address, manifests,
+          dataset, shard_size):
     """Segment images: files, folders, or '-' for paths on stdin.
 
     \b
@@ -69,6 +81,15 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
 
     composites = composite.names
     category_mask = category_mask or palette
+    if not (inputs or manifests):
+        raise click.UsageError("no input: give files, folders, '-' for paths on stdin, or --inputs-from FILE")
+    if dataset:
+        # a record always holds the category mask; confidence masks only when asked for by name
+        category_mask = True
+        confidence_masks = confidence_masks and _given("confidence_masks")
+        if palette or confidence_format != "npy":
+            raise click.UsageError("--dataset stores the category mask as PNG bytes and confidence masks as "
+                                   "float16 .npy bytes: --palette and --confidence-format do not apply")
     if not (category_mask or confidence_masks or composites):
         raise click.UsageError("nothing to write: ask for --category-mask, --confidence-masks or a composite "
                                "(--blur, --replace-bg, --cutout, --recolor-hair)")
@@ -88,8 +109,9 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
         busy_wait=False,  # several images in flight: spinning threads would starve decode/encode
     )
     reporter = Reporter(as_json=as_json, quiet=quiet, verbose=verbose)
-    items, total = _streamed(sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
-                                               out_dir=sio.location(out_dir), on_empty=_say))
+    listed = sio.expand_inputs(inputs, recursive=recursive, null_separated=null_separated,
+                               out_dir=sio.location(out_dir), on_empty=_say)
+    items, total = _streamed(itertools.chain(listed, *map(sio.inputs_from_manifest, manifests)))
     if total == 0:
         raise InputError("no input found: no paths on stdin" if inputs == ("-",) else
                          "no input found; nothing to segment")
@@ -104,7 +126,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             effect_options=composite.effect_options(labels), composite_format=composite.format,
             skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
             protected=protected,
-            keep_metadata=not strip_metadata,
+            keep_metadata=not strip_metadata, dataset=dataset, shard_bytes=shard_size << 20,
         )
         sio.ensure_dir(outputs.out_dir)
         return outputs
@@ -126,9 +148,36 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)
         outputs = outputs_for(segmenter.labels)
-        with progress(reporter, total, "segmenting"):
-            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size)
+        with progress(reporter, total, "segmenting"), _target(outputs, options) as target:
+            run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size, target=target)
     raise SystemExit(reporter.summary())
+
+
+@contextlib.contextmanager
+def _target(outputs, options):
+    """Where results go: each input's files, or dataset shards (finished at the end of the run,
+    thrown away unfinished if the run is interrupted)."""
+    from ..job import FILES
+
+    if not outputs.dataset:
+        yield FILES
+        return
+    from ..datasets.target import Shards
+
+    shards = Shards(outputs, str(options.model))
+    try:
+        yield shards
+    except BaseException:
+        shards.abort()
+        raise
+    shards.close()
+
+
+def _given(parameter: str) -> bool:
+    """Whether the user typed the option (not its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(parameter) is not ParameterSource.DEFAULT
 
 
 class _ReadAhead:

@@ -33,8 +33,9 @@ class _Slot:
     report: Optional[Future] = None
 
 
-def run_batched(items, segmenter, outputs: ImageOutputs, on_item, claim, *, jobs: int, batch_size: int) -> None:
-    runner = _BatchRunner(segmenter, outputs, on_item, claim, jobs, batch_size)
+def run_batched(items, segmenter, outputs: ImageOutputs, on_item, claim, *, jobs: int, batch_size: int,
+                target=job.FILES) -> None:
+    runner = _BatchRunner(segmenter, outputs, on_item, claim, jobs, batch_size, target)
     try:
         runner.run(items)
     finally:
@@ -51,6 +52,7 @@ class _BatchRunner:
     claim: object  # item -> a clash report, or None once its outputs are claimed for it
     jobs: int
     batch_size: int
+    target: object  # job.FILES, or dataset shards
     unrun: deque = field(default_factory=deque)  # admitted, loading or loaded, not yet inferred
     unreported: deque = field(default_factory=deque)  # every admitted slot, in input order
     last_write: dict = field(default_factory=dict)  # input path -> its latest write job in flight
@@ -81,7 +83,7 @@ class _BatchRunner:
         if clash is not None:
             slot.report = settled(clash)
         else:
-            slot.load = self.pool.submit(job.load, item, self.segmenter, self.outputs)
+            slot.load = self.pool.submit(job.load, item, self.segmenter, self.outputs, self.target)
             self.unrun.append(slot)
         self.unreported.append(slot)
 
@@ -106,7 +108,7 @@ class _BatchRunner:
         # the one waited for is already running.
         if previous is not None:
             wait([previous])
-        return job.finish(loaded, output, self.segmenter, self.outputs)
+        return job.finish(loaded, output, self.segmenter, self.outputs, self.target)
 
     def _report_ready(self, limit: int) -> None:
         """Report every finished input at the front; wait while more than ``limit`` are held."""

@@ -12,15 +12,16 @@ from typing import Callable, Iterable, Optional
 
 from .. import io as sio
 from ..io.writers import remove_stale_partials
-from ..job import process_image
-from ..outputs import Claims, ImageOutputs, ItemReport, planned_outputs
+from ..job import FILES, process_image
+from ..outputs import Claims, ImageOutputs, ItemReport
 from .inflight import forget_finished, settled
 
 OnItem = Callable[[ItemReport], None]
 
 
 def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
-               on_item: OnItem = lambda report: None, *, jobs: int = 1, batch_size: int = 1) -> None:
+               on_item: OnItem = lambda report: None, *, jobs: int = 1, batch_size: int = 1,
+               target=FILES) -> None:
     """Process every input, going on past failures; each report goes to ``on_item`` in input order.
 
     ``jobs`` inputs are processed at once on threads (decoding, onnxruntime and encoding release
@@ -35,41 +36,43 @@ def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
     not be written either. Two inputs that would write the same output file (``a.jpg`` and
     ``a.png``) are not both run: the second fails instead of overwriting the first's masks.
     Temporaries that killed runs left beside the outputs of this run are swept at the end.
+    ``target``: where results go, job.FILES or dataset shards (datasets/target.py).
     """
     claims = Claims(outputs.protected)
     folders: set = set()
 
     def claim(item: sio.InputItem) -> Optional[ItemReport]:
-        plan = planned_outputs(item, outputs)
+        plan = target.plan(item, outputs)
         folders.update(p.parent for p in plan.values() if not sio.is_remote(p))
         return claims.claim(item, plan)
 
     if batch_size > 1:
         from .batched import run_batched
 
-        run_batched(items, segmenter, outputs, on_item, claim, jobs=max(1, jobs), batch_size=batch_size)
+        run_batched(items, segmenter, outputs, on_item, claim, jobs=max(1, jobs), batch_size=batch_size,
+                    target=target)
     elif jobs <= 1:
-        _run_in_order(items, segmenter, outputs, on_item, claim)
+        _run_in_order(items, segmenter, outputs, on_item, claim, target)
     else:
-        _run_concurrently(items, segmenter, outputs, on_item, claim, jobs)
+        _run_concurrently(items, segmenter, outputs, on_item, claim, jobs, target)
     remove_stale_partials(folders)
 
 
-def _run_in_order(items, segmenter, outputs: ImageOutputs, on_item: OnItem, claim) -> None:
+def _run_in_order(items, segmenter, outputs: ImageOutputs, on_item: OnItem, claim, target) -> None:
     for item in items:
-        report = claim(item) or process_image(item, segmenter, outputs)
+        report = claim(item) or process_image(item, segmenter, outputs, target)
         on_item(report)
         if report.stops_batch:
             return
 
 
-def _run_concurrently(items, segmenter, outputs: ImageOutputs, on_item: OnItem, claim, jobs: int) -> None:
+def _run_concurrently(items, segmenter, outputs: ImageOutputs, on_item: OnItem, claim, jobs: int, target) -> None:
     latest: dict = {}  # input path -> its last job, while that job is in flight
     pending: deque[Future] = deque()
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="segtool-image")
     try:
         for item in items:
-            pending.append(_submit(pool, item, segmenter, outputs, claim, latest))
+            pending.append(_submit(pool, item, segmenter, outputs, claim, latest, target))
             while len(pending) >= 2 * jobs or (pending and pending[0].done()):
                 if _report(pending.popleft().result(), on_item, latest):
                     return _finish_after_stop(pending, on_item)
@@ -82,7 +85,7 @@ def _run_concurrently(items, segmenter, outputs: ImageOutputs, on_item: OnItem, 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _submit(pool, item: sio.InputItem, segmenter, outputs: ImageOutputs, claim, latest: dict) -> Future:
+def _submit(pool, item: sio.InputItem, segmenter, outputs: ImageOutputs, claim, latest: dict, target) -> Future:
     clash = claim(item)  # decided here, in input order
     if clash is not None:
         return settled(clash)
@@ -90,15 +93,15 @@ def _submit(pool, item: sio.InputItem, segmenter, outputs: ImageOutputs, claim, 
     # two threads never write one temporary file. Waiting cannot deadlock: the pool starts jobs
     # in submission order, so whatever a job waits for has already started.
     previous = latest.get(item.path)
-    future = pool.submit(_process_after, previous, item, segmenter, outputs)
+    future = pool.submit(_process_after, previous, item, segmenter, outputs, target)
     latest[item.path] = future
     return future
 
 
-def _process_after(previous: Optional[Future], item, segmenter, outputs) -> ItemReport:
+def _process_after(previous: Optional[Future], item, segmenter, outputs, target) -> ItemReport:
     if previous is not None:
         wait([previous])
-    return process_image(item, segmenter, outputs)
+    return process_image(item, segmenter, outputs, target)
 
 
 def _report(report: ItemReport, on_item: OnItem, latest: dict) -> bool:

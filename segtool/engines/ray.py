@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from ..errors import ClusterError, SegtoolError
 from ..options import ImageSegmenterOptions
-from ..outputs import Claims, ImageOutputs, InputSet, ItemReport, planned_outputs, settle
+from ..job import FILES
+from ..outputs import Claims, ImageOutputs, InputSet, ItemReport
 
 # Settings a worker must see as the driver does: where models are installed.
 FORWARDED_ENV = ("SEGTOOL_BUNDLED_DIR", "SEGTOOL_MODELS_DIR")
@@ -35,6 +36,8 @@ MAX_BATCH = 8  # inputs per Ray task: small enough that a retried batch redoes l
 # Inputs per Ray Data job: the driver holds one chunk's names (about 2 KB each), and each job
 # starts its actors anew (a model load each, negligible against thousands of inputs).
 CHUNK = 4096
+# Inputs per Ray task when writing dataset shards: one shard each (an actor has no end-of-job hook).
+DATASET_TASK = 512
 
 
 def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOutputs,
@@ -52,7 +55,7 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
             _connect(ray, address)
             # Actors get no list of the run's inputs: the driver has settled against it already.
             for_actors = replace(outputs, protected=InputSet())
-            for todo in _to_run(items, outputs, on_item):
+            for todo in _to_run(items, outputs, on_item, _settling_target(outputs, options)):
                 if _run(ray, todo, options, for_actors, on_item, jobs, batch_size):
                     break  # the output storage is full or read-only: the rest would fail too
         except ClusterError as exc:
@@ -156,14 +159,23 @@ def _quiet(ray) -> None:
             handler.setLevel(logging.ERROR)
 
 
-def _to_run(items: Iterable, outputs: ImageOutputs, on_item, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+def _settling_target(outputs: ImageOutputs, options: ImageSegmenterOptions):
+    """What the driver settles by: each input's files, or the dataset shards' index (it writes none)."""
+    if not outputs.dataset:
+        return FILES
+    from ..datasets.target import Shards
+
+    return Shards(outputs, str(options.model), writing=False)
+
+
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item, target, chunk: int = CHUNK) -> Iterator[list[bytes]]:
     """The inputs that need work, pickled, ``chunk`` at a time (the driver holds one chunk, never
     the whole list); clashes, done and refused inputs are reported here, by the calls the local
     engine makes."""
     todo, claims = [], Claims(outputs.protected)
     for item in items:
-        plan = planned_outputs(item, outputs)
-        settled = claims.claim(item, plan) or settle(item, plan, outputs)
+        plan = target.plan(item, outputs)
+        settled = claims.claim(item, plan) or target.settle(item, plan, outputs)
         if settled is not None:
             on_item(settled)
             continue
@@ -183,7 +195,10 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
     fit = _actors_that_fit(ray, threads, gpus)
     actors = jobs or fit
     # Inputs per Ray task: at least one inference batch; small enough that a retry redoes little.
+    # Dataset shards: an actor finishes its shard at the end of each task, so tasks are larger.
     batch = max(batch_size or 1, min(MAX_BATCH, len(todo) // (4 * actors)), 1)
+    if outputs.dataset:
+        batch = max(batch, min(DATASET_TASK, -(-len(todo) // actors)))
     # One block per task: a Ray task returns its rows when its block is done, so blocks of a
     # task each keep reports (and the progress bar) flowing, and a retry redoes one task.
     dataset = ray.data.from_items([{"item": item} for item in todo],
@@ -239,6 +254,7 @@ class SegmentBatch:
         self._segmenter = ImageSegmenter.create_from_options(options)
         self._outputs = outputs
         self._batch_size = batch_size or self._segmenter.default_batch_size
+        self._target = _writing_target(outputs, options)
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -247,8 +263,18 @@ class SegmentBatch:
 
         reports: list[ItemReport] = []
         run_images((pickle.loads(item) for item in batch["item"]), self._segmenter, self._outputs,
-                   reports.append, batch_size=self._batch_size)
+                   reports.append, batch_size=self._batch_size, target=self._target)
+        if self._target is not FILES:
+            self._target.flush()  # the task's records are in a complete shard before it reports them
         return {"report": np.array([pickle.dumps(report) for report in reports], dtype=object)}
+
+
+def _writing_target(outputs: ImageOutputs, options: ImageSegmenterOptions):
+    if not outputs.dataset:
+        return FILES
+    from ..datasets.target import Shards
+
+    return Shards(replace(outputs, skip_existing=False), str(options.model))  # the driver settled them
 
 
 def _gist(exc: BaseException) -> str:

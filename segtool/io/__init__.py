@@ -10,7 +10,7 @@ video    frame sources and video writers (ffmpeg processes)
 from .images import (DEFAULT_MAX_PIXELS, ImageFacts, read_image, read_image_and_facts, read_image_as_stored,
                      to_rgb8)
 from .ledger import LEDGER_NAME, file_identity, identities, may_replace, overwrite_problem, record_written
-from .paths import InputItem, expand_inputs, image_extensions, is_output_name
+from .paths import InputItem, expand_inputs, image_extensions, inputs_from_manifest, is_output_name
 from .storage import is_remote, location
 from .writers import (atomic_output, category_palette, category_png_bytes, composite_extension, ensure_dir,
                       existing, image_bytes, npy_bytes, read_exr, write_category_png, write_category_preview,
@@ -19,7 +19,7 @@ from .writers import (atomic_output, category_palette, category_png_bytes, compo
 __all__ = [
     "DEFAULT_MAX_PIXELS", "ImageFacts", "InputItem", "LEDGER_NAME", "atomic_output", "category_palette",
     "category_png_bytes", "image_bytes", "npy_bytes",
-    "composite_extension", "ensure_dir", "existing", "expand_inputs", "file_identity", "identities", "image_extensions",
+    "composite_extension", "ensure_dir", "existing", "expand_inputs", "file_identity", "identities", "image_extensions", "inputs_from_manifest",
     "is_output_name", "is_remote", "location", "may_replace", "overwrite_problem", "read_exr", "read_image",
     "read_image_and_facts", "read_image_as_stored", "record_written", "to_rgb8", "write_category_png",
     "write_category_preview", "write_exr",
