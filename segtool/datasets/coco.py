@@ -21,7 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .records import ShardRecord, image_id, pixel_counts
+from ..postprocess import pixel_counts
+from .records import ShardRecord, image_id
 
 EXTENSION = "jsonl"
 

@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..errors import UsageError
+from ..postprocess import pixel_counts
 
 # Confidence masks in shards: float16 .npy bytes of the (C, H, W) array, label order. Half
 # precision keeps 3 decimal digits of a 0..1 probability (steps of 2**-11 near 1) at half
@@ -121,19 +122,6 @@ def sample_key(text: str) -> str:
 def image_id(text: str) -> int:
     """A positive integer id below 2**53 (exact in JSON readers that use doubles) for COCO."""
     return int.from_bytes(input_digest(text)[8:15], "big") >> 3 or 1
-
-
-def pixel_counts(mask: np.ndarray) -> np.ndarray:
-    """How many pixels hold each value 0..255 of a uint8 mask (int64[256])."""
-    import cv2
-
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    # calcHist counts in float32, exact to 2**24: larger masks are counted in bands of rows.
-    rows = max(1, (1 << 24) // max(1, mask.shape[1]))
-    counts = np.zeros(256, np.int64)
-    for top in range(0, mask.shape[0], rows):
-        counts += cv2.calcHist([mask[top:top + rows]], [0], None, [256], [0, 256]).ravel().astype(np.int64)
-    return counts
 
 
 def categories_present(mask: np.ndarray, labels) -> list[CategoryShare]:
