@@ -59,14 +59,14 @@ def needs_model(name: str) -> None:
 
 
 def reset_signals() -> None:
-    """For a child that a test will signal: SIGINT, SIGTERM and SIGHUP as a shell leaves them.
+    """For a child that a test will signal: every stop signal as a shell leaves it.
 
     A suite started from nohup or as a background job passes SIGINT (or SIGHUP) on ignored,
     and an ignored signal stays ignored in the child: the test would measure that, not segtool.
     """
     import signal
 
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(number, signal.SIG_DFL)
 
 

@@ -30,6 +30,7 @@ from segtool import io as sio
 from segtool.datasets import KINDS, ShardIndex, ShardOptions, ShardRecord, ShardSink, image_id, sample_key
 from segtool.errors import InputError, OutputStorageError, UsageError
 from segtool.io.paths import inputs_from_manifest
+from segtool_process import reset_signals
 
 skdata = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
 pa = pytest.importorskip("pyarrow", reason="Parquet shards need pyarrow (pip install -e '.[dev]')")
@@ -421,7 +422,7 @@ with ShardSink.open(sys.argv[1], sys.argv[2], ShardOptions(target_bytes=int(sys.
 def test_a_writer_killed_mid_shard_leaves_no_partial_shard(kind, sig, tmp_path):
     target = 60_000  # a few shards finish before the kill; the one being filled must vanish
     writer = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(tmp_path), str(target)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=reset_signals)
     assert writer.stdout.readline() == "ready\n", writer.stderr.read()
     time.sleep(0.3)
     writer.send_signal(sig)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import badinput_corpus as corpus
-from segtool_process import partial_files, run_segtool, start_segtool, snapshot, stderr_lines, visible
+from segtool_process import reset_signals, partial_files, run_segtool, start_segtool, snapshot, stderr_lines, visible
 
 KILLS = 6
 EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -122,7 +122,7 @@ def test_signal_during_a_write_leaves_no_temporary(tmp_path, model_env, point, w
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-c", SIGNAL_MID_WRITE, which.name, point, "image",
                              str(tmp_path / "one.png"), "-o", str(out), "--jobs", jobs],
-                            env=model_env, capture_output=True, timeout=120)
+                            env=model_env, capture_output=True, timeout=120, preexec_fn=reset_signals)
     assert result.returncode == EXIT_STATUS[which], stderr_lines(result)
     assert partial_files(out) == []
     if jobs == "1":

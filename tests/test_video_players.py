@@ -20,7 +20,7 @@ import pytest
 from clips import FFMPEG, count_frames, make_clip
 from segtool import io as sio
 from segtool.io.video import Colour, even_size, live_input, square_size, stream_colour
-from segtool_process import partial_files, run_segtool, segtool_command, visible
+from segtool_process import partial_files, reset_signals, run_segtool, segtool_command, visible
 
 av = pytest.importorskip("av")  # the dev extra's independent reader of stream facts
 
@@ -355,18 +355,11 @@ def test_stream_colour_reads_ffmpeg_descriptions():
 STOPS = {signal.SIGHUP: 129, signal.SIGINT: 130, signal.SIGQUIT: 131, signal.SIGTERM: 143}
 
 
-def default_signals():
-    """The child starts with every stop signal at its default, however the test run was started
-    (under nohup SIGHUP is ignored, in a background job SIGINT)."""
-    for number in STOPS:
-        signal.signal(number, signal.SIG_DFL)
-
-
 def stop_midway(args, env, folder: Path, which: signal.Signals, *, ready=partial_files) -> tuple[int, str]:
     """Run segtool, send ``which`` once ``ready(folder)`` (a temporary is being written), and
     return (exit status, stderr)."""
     process = subprocess.Popen(segtool_command() + [str(a) for a in args], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_signals)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=reset_signals)
     deadline = time.monotonic() + 90
     while not (folder.is_dir() and ready(folder)) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
@@ -416,7 +409,7 @@ def test_an_ignored_hangup_stays_ignored(tmp_path, model_env):
     source = make_clip(tmp_path / "in.mp4", frames=90, audio=False)
 
     def ignore_hangup():
-        default_signals()
+        reset_signals()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     process = subprocess.Popen(segtool_command() + ["video", str(source), "--blur", "-o", str(tmp_path / "o.mp4")],
@@ -456,7 +449,7 @@ def test_closing_the_terminal_midway(tmp_path, model_env, long_clip, command):
     controller, terminal = pty.openpty()
 
     def on_the_terminal():
-        default_signals()
+        reset_signals()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal becomes the new session's own
 
     args = ["video", str(long_clip)] if command == "video" else ["webcam", "--source", str(long_clip)]
