@@ -31,6 +31,7 @@ pytest.importorskip("ai_edge_litert", reason="needs the convert extra: pip insta
 
 from segtool.convert import ConversionError, compare_with_tflite, convert_tflite  # noqa: E402
 from segtool.convert.metadata import NotTFLiteError, check_signature, read_metadata, read_signature  # noqa: E402
+from segtool.convert.pinned import compare_pinned  # noqa: E402
 
 
 def shared_file(name: str) -> Path:
@@ -50,6 +51,21 @@ def photos(shape, mean: float, std: float) -> np.ndarray:
     if c == 4:
         batch = np.concatenate([batch, np.zeros((2, h, w, 1), np.float32)], axis=-1)
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def matches_tflite(tflite, onnx_path, inputs) -> float:
+    """Max abs difference from LiteRT, the pooling decided on LiteRT's own inputs to it.
+
+    Where a pooling window's two largest values differ by less than the runtimes' rounding,
+    onnxruntime's own pick may be the other one and an unpooled value moves (0.084 in hair's
+    logits on astronaut.png with this machine's kernels): not something a conversion can fix,
+    so those decisions are taken from LiteRT; everything else, ties included, must match.
+    """
+    result = compare_pinned(tflite, onnx_path, inputs)
+    assert result.pool_input_diff < TOLERANCE
+    # a decision can only flip where LiteRT's two candidates are closer than the runtimes differ
+    assert result.widest_flip <= 2 * result.pool_input_diff
+    return result.max_abs_diff
 
 
 def noise(shape, mean: float, std: float) -> np.ndarray:
@@ -85,8 +101,8 @@ def test_conversion_matches_tflite(converted, name):
     onnx.checker.check_model(model, full_check=True)
     assert not [n.op_type for n in model.graph.node if n.op_type.startswith("TFL_")]
     shape = report.input_shape
-    assert compare_with_tflite(tflite, report.onnx_path, photos(shape, mean, std)[:1]) < TOLERANCE
-    assert compare_with_tflite(tflite, report.onnx_path, noise(shape, mean, std)) < TOLERANCE
+    assert matches_tflite(tflite, report.onnx_path, photos(shape, mean, std)) < TOLERANCE
+    assert matches_tflite(tflite, report.onnx_path, noise(shape, mean, std)) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -111,8 +127,8 @@ def test_hair_max_pool_ties_need_tflite_order(converted, tmp_path):
     tflite, report, mean, std = converted("hair")
     plain = convert_tflite(tflite, tmp_path / "hair_row_major.onnx", tflite_tie_order=False)
     photo = photos(report.input_shape, mean, std)[:1]
-    assert compare_with_tflite(tflite, plain.onnx_path, photo) > 0.1
-    assert compare_with_tflite(tflite, report.onnx_path, photo) < TOLERANCE
+    assert matches_tflite(tflite, plain.onnx_path, photo) > 0.1
+    assert matches_tflite(tflite, report.onnx_path, photo) < TOLERANCE
 
 
 def test_conversion_is_reproducible(converted, tmp_path):

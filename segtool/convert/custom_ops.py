@@ -72,6 +72,23 @@ def read_custom_options(tflite_path) -> dict[tuple[str, str], tuple[int, ...] | 
     return found
 
 
+def pool_tensors(tflite_path) -> list[tuple[str, str]]:
+    """(input, values output) tensor names of each MaxPoolingWithArgmax2D, in graph order."""
+    with open(tflite_path, "rb") as f:
+        buf = bytearray(f.read())
+    model = Model.GetRootAsModel(buf, 0)
+    codes = [model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength())]
+    found = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            if (codes[op.OpcodeIndex()] or b"").decode() == MAX_POOL_ARGMAX:
+                name = lambda t: graph.Tensors(t).Name().decode()  # noqa: E731
+                found.append((name(op.Inputs(0)), name(op.Outputs(0))))
+    return found
+
+
 def _option_ints(op, buf: bytearray) -> tuple[int, ...]:
     if not op.CustomOptionsIsNone():
         raw = op.CustomOptionsAsNumpy().tobytes()

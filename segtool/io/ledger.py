@@ -25,6 +25,11 @@ Why this shape:
   files it vouches for (and no shorter than ``COMPACT_AFTER_LINES``).
 - The inode tells a file segtool wrote from one copied over it with ``cp -p`` (same size and
   mtime). Storage without inodes can use 0 there and still compare size and mtime.
+- What a process remembers of a folder's ledger is one 8-byte hash per entry (name and
+  fingerprint, ``segtool.hashset``), so a folder of a million outputs costs ~10 MB, not the
+  hundreds a set of names would; reading and compacting stream the ledger line by line. A hash
+  shared by two entries (2**-64 a pair) could vouch for a file it should not; a hash not in
+  memory never refuses a file by itself: a miss reads the ledger again.
 - The ledger lives beside the files it describes, so it moves with the folder and works on any
   storage that can append to a file; it is hidden and never taken for an input.
 
@@ -33,6 +38,7 @@ Why this shape:
 """
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import json
@@ -48,6 +54,9 @@ except ImportError:  # Windows
     fcntl = None
     import msvcrt
 
+import numpy as np
+
+from ..hashset import HashSet, key_of
 from . import storage
 
 LEDGER_NAME = ".segtool-written"
@@ -60,7 +69,7 @@ Fingerprint = tuple[int, int, int]  # size, mtime_ns, inode
 COMPACT_AFTER_LINES = 4096
 
 _lock = threading.Lock()  # threads of one process take turns (a POSIX lock is the process's)
-_known: dict[str, dict[str, set[Fingerprint]]] = {}  # folder (real path) -> name -> fingerprints
+_known: dict[str, HashSet] = {}  # folder (real path) -> key_of(name, *fingerprint) of its ledger's entries
 _lines: dict[str, int] = {}  # folder (real path) -> lines its ledger holds, as far as we know
 _live: dict[str, int] = {}  # folder (real path) -> files its ledger vouched for at the last compaction
 
@@ -151,7 +160,7 @@ def record_written(finished, path) -> None:
         entries = _entries(folder)
         _append(folder, line)
         os.replace(finished, path)
-        entries.setdefault(path.name, set()).add(print_)
+        entries.add(key_of(path.name, *print_))
         _lines[folder] = _lines.get(folder, 0) + 1
         if locked and compaction_due(folder):
             _compact(folder)
@@ -214,12 +223,13 @@ def _lock_file(descriptor: int) -> bool:
 
 def _recorded(path: Path, print_: Fingerprint) -> bool:
     folder = _key(path.parent)
+    key = key_of(path.name, *print_)
     with _lock:
-        if print_ in _entries(folder).get(path.name, ()):
+        if key in _entries(folder):
             return True
         # Another run may have written it since this one read the ledger: read it again.
         _known[folder], _lines[folder] = _read(folder)
-        return print_ in _known[folder].get(path.name, ())
+        return key in _known[folder]
 
 
 def _key(folder: Path) -> str:
@@ -227,58 +237,77 @@ def _key(folder: Path) -> str:
     return os.path.realpath(folder)
 
 
-def _entries(folder: str) -> dict[str, set[Fingerprint]]:
+def _entries(folder: str) -> HashSet:
     if folder not in _known:
         _known[folder], _lines[folder] = _read(folder)
     return _known[folder]
 
 
-def _read(folder: str) -> tuple[dict[str, set[Fingerprint]], int]:
-    """The ledger's entries by name, and how many lines it holds."""
-    entries: dict[str, set[Fingerprint]] = {}
+def _read(folder: str) -> tuple[HashSet, int]:
+    """The keys of the ledger's entries, and how many lines it holds (as far as it reads)."""
+    keys, lines = array.array("Q"), 0
+    with contextlib.suppress(OSError):  # a read that fails part way: what was read stands
+        for name, print_ in _entries_in(folder):
+            lines += 1
+            if name is not None:
+                keys.append(key_of(name, *print_))
+    return HashSet(np.frombuffer(keys, np.uint64) if keys else ()), lines
+
+
+def _entries_in(folder: str) -> Iterator[tuple[Optional[str], Fingerprint]]:
+    """(name, fingerprint) of each line of the folder's ledger, read as a stream; (None, ...)
+    for a line that vouches for nothing. No ledger (or none that opens): no lines; a read
+    failing part way raises OSError, so that compaction never writes a ledger read in part."""
     try:
-        with open(os.path.join(folder, LEDGER_NAME), "rb") as stream:
-            lines = [line for line in stream.read().splitlines() if line]
+        stream = open(os.path.join(folder, LEDGER_NAME), "rb")
     except OSError:
-        return entries, 0
-    for line in lines:
-        entry = _parse(line)
-        if entry is not None:
-            entries.setdefault(entry[0], set()).add(entry[1])
-    return entries, len(lines)
+        return
+    with stream:
+        for line in stream:
+            if line.strip():
+                yield _parse(line) or (None, (0, 0, 0))
 
 
 def _compact(folder: str) -> None:
     """Rewrite the ledger with only the entries that match the file now there (lock held).
 
-    It reads the ledger afresh: other processes append too. Best effort: a ledger that cannot
-    be rewritten stays as it is, and is still right.
+    It reads the ledger afresh: other processes append too. One pass, writing the live lines
+    to the new ledger as it goes, remembering 8 bytes an entry. Best effort: a ledger that
+    cannot be rewritten stays as it is, and is still right.
     """
-    entries, lines = _read(folder)
-    live = {}
-    for name, prints in entries.items():
-        try:
-            current = fingerprint(os.lstat(os.path.join(folder, name)))
-        except OSError:
-            continue
-        if current in prints:
-            live[name] = {current}
-    _known[folder], _lines[folder], _live[folder] = entries, lines, len(live)
-    if not (lines > compact_after() and lines > 2 * len(live)):
-        return  # not worth it (yet, or any more: another process compacted it meanwhile)
     ledger = os.path.join(folder, LEDGER_NAME)
     temporary = ledger + ".new"  # one name is enough: only the lock's holder writes it
+    every, live, kept, lines = array.array("Q"), array.array("Q"), HashSet(), 0
     try:
         with open(temporary, "wb") as stream:
-            stream.writelines(_line(name, print_) for name, (print_,) in live.items())
+            for name, print_ in _entries_in(folder):
+                lines += 1
+                if name is None:
+                    continue
+                every.append(key_of(name, *print_))
+                if key_of(name) not in kept and _current(folder, name) == print_:
+                    kept.add(key_of(name))
+                    live.append(every[-1])
+                    stream.write(_line(name, print_))
             stream.flush()
             os.fsync(stream.fileno())  # the new ledger is whole on disk before it replaces the old
+        _known[folder], _lines[folder], _live[folder] = HashSet(np.frombuffer(every, np.uint64) if every else ()), lines, len(live)
+        if not (lines > compact_after() and lines > 2 * len(live)):
+            os.remove(temporary)
+            return  # not worth it (yet, or any more: another process compacted it meanwhile)
         os.replace(temporary, ledger)
     except OSError:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         return
-    _known[folder], _lines[folder] = live, len(live)
+    _known[folder], _lines[folder] = HashSet(np.frombuffer(live, np.uint64) if live else ()), len(live)
+
+
+def _current(folder: str, name: str) -> Optional[Fingerprint]:
+    try:
+        return fingerprint(os.lstat(os.path.join(folder, name)))
+    except (OSError, ValueError):
+        return None
 
 
 def _line(name: str, print_: Fingerprint) -> bytes:
