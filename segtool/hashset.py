@@ -1,4 +1,5 @@
-"""A set of 64-bit hashes in about 8 bytes an entry, for caches that must stay small per item.
+"""Sets and maps of 64-bit hashes in 8-16 bytes an entry, for what must stay small per item
+(the ledger's cache, a run's claims and inputs).
 
 A Python set of names and tuples costs hundreds of bytes an entry; this one keeps its keys in
 one sorted numpy array (a lookup is a binary search) and takes new keys into a small Python set
@@ -12,7 +13,7 @@ share one with probability 2**-64 a pair, which callers that vouch for something
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -57,3 +58,36 @@ class HashSet:
         self._sorted = np.concatenate([self._sorted, fresh])
         self._sorted.sort(kind="stable")  # two sorted runs: one merge pass
         self._fresh = set()
+
+
+class HashMap:
+    """uint64 -> uint64, 16 bytes an entry: new entries in a dict, merged into sorted numpy
+    arrays every ``FLUSH`` entries (so a lookup is one dict probe and one binary search)."""
+
+    FLUSH = 1 << 16
+
+    def __init__(self):
+        self._keys = np.empty(0, np.uint64)
+        self._values = np.empty(0, np.uint64)
+        self._fresh: dict[int, int] = {}
+
+    def put(self, key: int, value: int) -> None:
+        self._fresh[key] = value
+        if len(self._fresh) >= self.FLUSH:
+            self._merge()
+
+    def get(self, key: int) -> Optional[int]:
+        if key in self._fresh:
+            return self._fresh[key]
+        at = int(np.searchsorted(self._keys, key))
+        if at < len(self._keys) and int(self._keys[at]) == key:
+            return int(self._values[at])
+        return None
+
+    def _merge(self) -> None:
+        keys = np.fromiter(self._fresh.keys(), np.uint64, len(self._fresh))
+        values = np.fromiter(self._fresh.values(), np.uint64, len(self._fresh))
+        stale = np.isin(self._keys, keys)  # a key put again keeps its newest value
+        keys, values = np.concatenate([self._keys[~stale], keys]), np.concatenate([self._values[~stale], values])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._values, self._fresh = keys[order], values[order], {}

@@ -8,18 +8,17 @@ folders and object stores; io.ledger and io.storage answer "did segtool write th
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-import numpy as np
 
 from . import effects
 from . import io as sio
 from .errors import OutputError, UsageError
+from .hashset import HashMap, HashSet, key_of
 
 MASK_VIDEO = "mask"  # the grey subject-mask video among a video's outputs
 FRAME_DIGITS = 6  # <stem>.000001.category.png: frames counted from 1
@@ -182,7 +181,7 @@ class InputSet:
     input, so millions of inputs stay cheap. ``identity in inputs`` is what io.ledger asks."""
 
     def __init__(self, paths: Iterable = ()):
-        self._seen = HashMap()
+        self._seen = HashSet()
         for path in paths:
             self.add(path)
 
@@ -191,10 +190,10 @@ class InputSet:
         if isinstance(path, (str, os.PathLike)) and not sio.is_remote(path):
             identity = sio.file_identity(path)
             if identity is not None:
-                self._seen.put(_hash(repr(identity)), 1)
+                self._seen.add(key_of(repr(identity)))
 
     def __contains__(self, identity) -> bool:
-        return identity is not None and self._seen.get(_hash(repr(tuple(identity)))) is not None
+        return identity is not None and key_of(repr(tuple(identity))) in self._seen
 
     def __bool__(self) -> bool:
         return True
@@ -222,8 +221,8 @@ class Claims:
         """A failed report when another input already claimed one of ``plan``, else None."""
         if self._inputs is not None:
             self._inputs.add(item.path)
-        mine = _hash(_name(item.path))
-        real = [_hash(_name(_real(p))) for p in plan.values()]
+        mine = key_of(_name(item.path))
+        real = [key_of(_name(_real(p))) for p in plan.values()]
         for path in real:
             owner = self._outputs.get(path)
             if owner is not None and owner != mine:
@@ -238,45 +237,8 @@ class Claims:
         return None
 
 
-class HashMap:
-    """uint64 -> uint64, 16 bytes an entry: new entries in a dict, merged into sorted numpy
-    arrays every ``FLUSH`` entries (so a lookup is one dict probe and one binary search)."""
-
-    FLUSH = 1 << 16
-
-    def __init__(self):
-        self._keys = np.empty(0, np.uint64)
-        self._values = np.empty(0, np.uint64)
-        self._fresh: dict[int, int] = {}
-
-    def put(self, key: int, value: int) -> None:
-        self._fresh[key] = value
-        if len(self._fresh) >= self.FLUSH:
-            self._merge()
-
-    def get(self, key: int) -> Optional[int]:
-        if key in self._fresh:
-            return self._fresh[key]
-        at = int(np.searchsorted(self._keys, key))
-        if at < len(self._keys) and int(self._keys[at]) == key:
-            return int(self._values[at])
-        return None
-
-    def _merge(self) -> None:
-        keys = np.fromiter(self._fresh.keys(), np.uint64, len(self._fresh))
-        values = np.fromiter(self._fresh.values(), np.uint64, len(self._fresh))
-        stale = np.isin(self._keys, keys)  # a key put again keeps its newest value
-        keys, values = np.concatenate([self._keys[~stale], keys]), np.concatenate([self._values[~stale], values])
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._values, self._fresh = keys[order], values[order], {}
-
-
 def _name(path) -> str:
     return str(path) if sio.is_remote(path) else os.fsdecode(path)
-
-
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little")
 
 
 def _real(path: Path) -> Path:

@@ -207,7 +207,7 @@ class _Recorder:
         self.stop_at, self.delay = stop_at, delay
         self.spans = {}
 
-    def __call__(self, item, segmenter, outputs):
+    def __call__(self, item, segmenter, outputs, target=None):
         with self.lock:
             self.running += 1
             self.started += 1
