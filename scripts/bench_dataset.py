@@ -8,13 +8,16 @@ repeated under many names, so the numbers are the writers' and not the model's):
     request log, for shards and for loose files;
   - --rss N1,N2: this process's peak RSS after streaming N inputs from a manifest through the
     index filter into a sink (the driver's share of the dataset layer).
-To do once the engines write shards (segtool image --dataset): the same through the CLI,
-locally and on Ray (images/s of the whole job), and the driver's RSS of a whole run at 5,000
-and 50,000 inputs.
+  - --cli: the whole job through `segtool image` (--dataset KIND against loose files) on
+    generated JPEGs of --size: images/s, bytes, with --s3 requests per 1,000 inputs, the
+    command's peak RSS; --engine ray runs it on Ray (a local instance, or $RAY_ADDRESS).
+    For the driver's RSS at 5,000 and 50,000 inputs of a whole run, see scripts/memory_check.py
+    (`-- --dataset parquet`), which samples it per input.
 
     python scripts/bench_dataset.py --inputs 2000 --size 256x256
     python scripts/bench_dataset.py --inputs 1000 --s3
     python scripts/bench_dataset.py --rss 5000,50000
+    python scripts/bench_dataset.py --cli --inputs 300 --size 256x256 [--s3] [--engine ray]
 """
 from __future__ import annotations
 
@@ -144,6 +147,44 @@ def rss_child(count: int, model: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def cli_job(args) -> None:
+    """The same `segtool image` job writing loose files, then each kind of shard."""
+    from PIL import Image
+
+    root = Path(tempfile.mkdtemp(prefix="bench-dataset-cli-"))
+    server = start_s3() if args.s3 else None
+    try:
+        height, width = map(int, args.size.lower().split("x"))
+        photo = np.asarray(Image.open(Path(__file__).resolve().parent.parent / "docs" / "astronaut.jpg")
+                           .convert("RGB").resize((width, height)))
+        (root / "in").mkdir()
+        for n in range(args.inputs):
+            Image.fromarray(shifted(photo, n)).save(root / "in" / f"{n:06d}.jpg", quality=90)
+        base = f"s3://bench-{os.getpid()}" if server else str(root)
+        if server:
+            server.filesystem().mkdir(base.split("://")[1])
+        segtool = [str(Path(sys.executable).with_name("segtool")), "image", str(root / "in"), "--model", args.model,
+                   "--category-mask", "--no-confidence-masks", "-q", "--engine", args.engine]
+        for label, extra in [("loose", [])] + [(kind, ["--dataset", kind]) for kind in KINDS]:
+            out = f"{base}/{label}/"
+            before = len(server.requests()) if server else 0
+            started = time.perf_counter()
+            done = subprocess.run(segtool + ["-o", out, *extra], capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            line = (f"{label:<12} {args.inputs / seconds:7.1f} images/s  exit {done.returncode}  "
+                    f"{size_of(sio.location(out.rstrip('/'))) / args.inputs / 1024:7.1f} KiB/input  "
+                    f"peak RSS of any run so far {peak:.0f} MiB")
+            if server:
+                asked = server.requests()[before:]
+                line += f"  {len(asked) * 1000 / args.inputs:7.1f} requests/1000 inputs"
+            print(line, flush=True)
+    finally:
+        if server:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_s3():
     import types
 
@@ -172,9 +213,15 @@ def main() -> None:
     parser.add_argument("--s3", action="store_true", help="write to moto's S3 server and count requests")
     parser.add_argument("--rss", default="", help="comma-separated input counts, e.g. 5000,50000")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cli", action="store_true", help="the whole job through `segtool image`")
+    parser.add_argument("--engine", default="local", choices=["local", "ray"], help="with --cli")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args.model)
+    if args.cli:
+        print(f"# segtool image --category-mask on {args.inputs} JPEGs of {args.size}, model {args.model}, "
+              f"engine {args.engine}, {'S3 (moto)' if args.s3 else 'local disk'}")
+        return cli_job(args)
     height, width = map(int, args.size.lower().split("x"))
     result, labels = one_segmentation((height, width), args.model)
     print(f"# {args.inputs} inputs of {height}x{width}, model {args.model}, "
