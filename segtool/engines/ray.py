@@ -36,6 +36,7 @@ MAX_BATCH = 8  # inputs per Ray task: small enough that a retried batch redoes l
 # Inputs per Ray Data job: the driver holds one chunk's names (about 2 KB each), and each job
 # starts its actors anew (a model load each, negligible against thousands of inputs).
 CHUNK = 4096
+PER_ACTOR = 256  # ... and at least this many inputs per actor, so that starting them stays a small share
 # Inputs per Ray task when writing dataset shards: one shard each (an actor has no end-of-job hook).
 DATASET_TASK = 512
 
@@ -55,7 +56,10 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
             _connect(ray, address)
             # Actors get no list of the run's inputs: the driver has settled against it already.
             for_actors = replace(outputs, protected=InputSet())
-            for todo in _to_run(items, outputs, on_item, _settling_target(outputs, options)):
+            # A chunk is one Ray Data job, whose actors start anew: big clusters get bigger chunks.
+            gpus = 1 if options.device == "cuda" else 0
+            chunk = max(CHUNK, PER_ACTOR * (jobs or _actors_that_fit(ray, options.num_threads or 1, gpus)))
+            for todo in _to_run(items, outputs, on_item, _settling_target(outputs, options), chunk):
                 if _run(ray, todo, options, for_actors, on_item, jobs, batch_size):
                     break  # the output storage is full or read-only: the rest would fail too
         except ClusterError as exc:
@@ -168,7 +172,7 @@ def _settling_target(outputs: ImageOutputs, options: ImageSegmenterOptions):
     return Shards(outputs, str(options.model), writing=False)
 
 
-def _to_run(items: Iterable, outputs: ImageOutputs, on_item, target, chunk: int = CHUNK) -> Iterator[list[bytes]]:
+def _to_run(items: Iterable, outputs: ImageOutputs, on_item, target, chunk: int) -> Iterator[list[bytes]]:
     """The inputs that need work, pickled, ``chunk`` at a time (the driver holds one chunk, never
     the whole list); clashes, done and refused inputs are reported here, by the calls the local
     engine makes."""
