@@ -62,9 +62,8 @@ class HashSet:
 
 class HashMap:
     """uint64 -> uint64, 16 bytes an entry: new entries in a dict, merged into sorted numpy
-    arrays every ``FLUSH`` entries (so a lookup is one dict probe and one binary search)."""
-
-    FLUSH = 1 << 16
+    arrays as HashSet merges (at 1/16 of them, at least MIN_FRESH), so a lookup is one dict
+    probe and one binary search and the dict never holds many Python ints."""
 
     def __init__(self):
         self._keys = np.empty(0, np.uint64)
@@ -73,7 +72,7 @@ class HashMap:
 
     def put(self, key: int, value: int) -> None:
         self._fresh[key] = value
-        if len(self._fresh) >= self.FLUSH:
+        if len(self._fresh) >= max(MIN_FRESH, len(self._keys) // 16):
             self._merge()
 
     def get(self, key: int) -> Optional[int]:
