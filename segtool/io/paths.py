@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Callable, Iterator, Optional, Sequence
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, UsageError, first_line
 from . import storage
 
 # The infixes of the output contract (<stem>.<infix>.<ext>, <stem>.<frame>.<infix>.<ext>): a
@@ -208,7 +208,7 @@ def _text_manifest(spec: str) -> Iterator[InputItem]:
                 if line.strip():
                     yield _listed_item(os.fsdecode(line))
         except (OSError, EOFError) as exc:  # a damaged .gz, a connection lost mid-read
-            raise InputError(f"{spec}: cannot read this manifest ({_why(exc)})") from exc
+            raise InputError(f"{spec}: cannot read this manifest ({first_line(exc)})") from exc
 
 
 def _parquet_manifest(file: str, column: Optional[str], spec: str) -> Iterator[InputItem]:
@@ -219,7 +219,7 @@ def _parquet_manifest(file: str, column: Optional[str], spec: str) -> Iterator[I
         try:
             table = pq.ParquetFile(stream)
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{file}: not a Parquet file ({_why(exc)})") from exc
+            raise InputError(f"{file}: not a Parquet file ({first_line(exc)})") from exc
         name = _manifest_column(table.schema_arrow, column, spec)
         for batch in table.iter_batches(columns=[name], batch_size=_MANIFEST_BATCH):
             for value in batch.column(0).to_pylist():
@@ -257,7 +257,7 @@ def _open_manifest(text: str):
     except IsADirectoryError as exc:
         raise InputError(f"{text}: is a folder, not a manifest file") from exc
     except OSError as exc:
-        raise InputError(f"{text}: cannot open this manifest ({_why(exc)})") from exc
+        raise InputError(f"{text}: cannot open this manifest ({first_line(exc)})") from exc
     with stream:
         yield stream
 
@@ -267,9 +267,3 @@ def _listed_item(text: str) -> InputItem:
         place = storage.location(text)  # file:// is a local path
         return InputItem(place, PurePath(place.name))
     return InputItem(Path(text), PurePath(Path(text).name))
-
-
-def _why(exc: BaseException) -> str:
-    from .images import reason  # numpy and Pillow: only once something went wrong
-
-    return reason(exc)
