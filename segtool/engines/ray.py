@@ -39,6 +39,7 @@ CHUNK = 4096
 PER_ACTOR = 256  # ... and at least this many inputs per actor, so that starting them stays a small share
 # Inputs per Ray task when writing dataset shards: one shard each (an actor has no end-of-job hook).
 DATASET_TASK = 512
+ACTORS_START_S = 600  # how long a dataset job waits for its actors to start (a model load each)
 
 
 def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOutputs,
@@ -199,10 +200,13 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
     fit = _actors_that_fit(ray, threads, gpus)
     actors = jobs or fit
     # Inputs per Ray task: at least one inference batch; small enough that a retry redoes little.
-    # Dataset shards: an actor finishes its shard at the end of each task, so tasks are larger.
     batch = max(batch_size or 1, min(MAX_BATCH, len(todo) // (4 * actors)), 1)
     if outputs.dataset:
+        # An actor finishes its shard at the end of each task, so tasks are larger and few. They
+        # are handed out once every actor is up, one at a time per actor: otherwise the first
+        # actor up queues them all while the others start, and does the whole job alone.
         batch = max(batch, min(DATASET_TASK, -(-len(todo) // actors)))
+        ray.data.DataContext.get_current().wait_for_min_actors_s = ACTORS_START_S
     # One block per task: a Ray task returns its rows when its block is done, so blocks of a
     # task each keep reports (and the progress bar) flowing, and a retry redoes one task.
     dataset = ray.data.from_items([{"item": item} for item in todo],
@@ -210,7 +214,8 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
     reports = dataset.map_batches(
         SegmentBatch, fn_constructor_args=(options, outputs, batch_size, os.getcwd()),
         batch_size=batch, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors),
+        compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors,
+                                           max_tasks_in_flight_per_actor=1 if outputs.dataset else None),
         num_cpus=threads, num_gpus=gpus or None,
     )
     try:
