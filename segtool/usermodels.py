@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from .convert.metadata import NotTFLiteError, check_complete, is_tflite, read_metadata
 from .errors import ModelError, UsageError
 from .modelspec import ModelSpec, ResolvedModel, extra_hint, user_dir
 
@@ -65,6 +64,8 @@ def resolve_buffer(data: bytes) -> ResolvedModel:
 
 
 def _resolve(data: bytes, origin: str, name: str, user_facts: dict, onnx_file: Optional[Path]) -> ResolvedModel:
+    from .convert.metadata import is_tflite  # zipfile and friends: only for a file of the user's
+
     sha256 = hashlib.sha256(data).hexdigest()
     if is_tflite(data):
         return _resolve_tflite(data, sha256, origin, name, user_facts)
@@ -86,6 +87,8 @@ def _foreign_kind(data: bytes) -> Optional[str]:
 
 
 def _resolve_tflite(data: bytes, sha256: str, origin: str, name: str, user_facts: dict) -> ResolvedModel:
+    from .convert.metadata import NotTFLiteError, check_complete, read_metadata
+
     try:
         check_complete(data)
         metadata = read_metadata(data)
@@ -433,6 +436,8 @@ def add(name: str, file: Path, *, taken: list[str], force: bool = False) -> Reso
         raise UsageError(f"model '{name}' is already added; --force replaces it")
     file = Path(file).expanduser()
     resolve_file(file, name=name)  # refused here, before anything is kept, if it cannot run
+    from .convert.metadata import is_tflite
+
     suffix = ".tflite" if is_tflite(file.read_bytes()[:8]) else ".onnx"
     folder = _writable(added_dir())
     target = folder / f"{name}{suffix}"

@@ -45,3 +45,23 @@ def test_every_subcommand_is_listed():
 def test_usage_error_exits_2():
     done = subprocess.run([sys.executable, "-m", "segtool", "image", "--no-such-flag"], capture_output=True, text=True)
     assert done.returncode == 2 and "No such option" in done.stderr
+
+
+def test_one_still_image_loads_no_video_or_conversion_code(tmp_path):
+    """`segtool image one.jpg` imports what it uses: not the video module (ffmpeg helpers, colour
+    tags), not the TFLite reader that only a user's own model file needs, not onnx."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(tmp_path / "one.jpg")
+    probe = (
+        "import sys, json, contextlib\n"
+        "from segtool.cli import main\n"
+        "with contextlib.suppress(SystemExit):\n"
+        f"    main(['image', {str(tmp_path / 'one.jpg')!r}, '-o', {str(tmp_path / 'out')!r}, '-q'])\n"
+        "print(json.dumps([m for m in ('segtool.io.video', 'segtool.convert.metadata', 'zipfile', 'onnx')"
+        " if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert any((tmp_path / "out").iterdir())  # it did the job

@@ -25,8 +25,15 @@ __all__ = [
     "write_category_preview", "write_exr",
     "write_image", "write_npy",
 ]
-from .video import (VIDEO_EXTENSIONS, PreviewWindow, VideoInfo, VideoReader, VideoWriter, is_video_path,
-                    open_live, open_video)
+_VIDEO_NAMES = ("VIDEO_EXTENSIONS", "PreviewWindow", "VideoInfo", "VideoReader", "VideoWriter", "is_video_path",
+                "open_live", "open_video")
+__all__ += list(_VIDEO_NAMES)
 
-__all__ += ["VIDEO_EXTENSIONS", "PreviewWindow", "VideoInfo", "VideoReader", "VideoWriter", "is_video_path",
-            "open_live", "open_video"]
+
+def __getattr__(name: str):
+    # A still-image run never touches video: io.video (subprocess, ffmpeg's helpers, colour
+    # tags) loads on the first use of one of its names instead of with the package.
+    if name in _VIDEO_NAMES:
+        from . import video
+        return getattr(video, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
