@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tflite_metadata import with_segmenter_metadata
+
 LABELS = ("background", "hair", "body-skin", "face-skin", "clothes", "others")
 LABELS_FR = ("arrière-plan", "cheveux", "peau du corps", "peau du visage", "vêtements", "autres")
 LABELS_DE = ("Hintergrund", "Haare", "Körperhaut", "Gesichtshaut", "Kleidung", "Sonstiges")
@@ -27,11 +29,10 @@ def make_standin_multiclass(path, *, batch_one_only: bool = False) -> Path:
     """
     path = Path(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    flatbuffer = _with_metadata(_convert(_network(batch_one_only)), _metadata_flatbuffer())
-    path.write_bytes(flatbuffer)
-    with zipfile.ZipFile(path, "a") as archive:  # appended after the flatbuffer, as MediaPipe does
-        archive.writestr("labels.txt", "\n".join(LABELS) + "\n")
-        archive.writestr("labels_fr.txt", "\n".join(LABELS_FR) + "\n")
+    # No SEGMENTER_METADATA: the activation is left to segtool's default, as for files without it.
+    path.write_bytes(with_segmenter_metadata(_convert(_network(batch_one_only)), labels=LABELS,
+                                             localized={"fr": LABELS_FR}, mean=MEAN, std=STD, activation=None))
+    with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("labels_de.txt", "\n".join(LABELS_DE) + "\n")  # only findable by its name
     return path
 
@@ -78,86 +79,3 @@ def _convert(network) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([network.get_concrete_function()], network)
     return converter.convert()
-
-
-def _metadata_flatbuffer() -> bytes:
-    """ModelMetadata per tflite-support's metadata_schema.fbs (file identifier M001)."""
-    import flatbuffers
-
-    b = flatbuffers.Builder(1024)
-
-    def vector(offsets):
-        b.StartVector(4, len(offsets), 4)
-        for offset in reversed(offsets):
-            b.PrependUOffsetTRelative(offset)
-        return b.EndVector()
-
-    def floats(values):
-        b.StartVector(4, len(values), 4)
-        for value in reversed(values):
-            b.PrependFloat32(value)
-        return b.EndVector()
-
-    def associated_file(name, locale=None):
-        name_off = b.CreateString(name)
-        locale_off = b.CreateString(locale) if locale else None
-        b.StartObject(4)
-        b.PrependUOffsetTRelativeSlot(0, name_off, 0)
-        b.PrependInt8Slot(2, 2, 0)  # TENSOR_AXIS_LABELS
-        if locale_off is not None:
-            b.PrependUOffsetTRelativeSlot(3, locale_off, 0)
-        return b.EndObject()
-
-    mean, std = floats([MEAN]), floats([STD])
-    b.StartObject(2)  # NormalizationOptions
-    b.PrependUOffsetTRelativeSlot(0, mean, 0)
-    b.PrependUOffsetTRelativeSlot(1, std, 0)
-    normalization = b.EndObject()
-    b.StartObject(2)  # ProcessUnit
-    b.PrependUint8Slot(0, 1, 0)  # options_type = NormalizationOptions
-    b.PrependUOffsetTRelativeSlot(1, normalization, 0)
-    process_unit = b.EndObject()
-
-    input_name, units = b.CreateString("image"), vector([process_unit])
-    b.StartObject(7)  # TensorMetadata
-    b.PrependUOffsetTRelativeSlot(0, input_name, 0)
-    b.PrependUOffsetTRelativeSlot(4, units, 0)
-    input_meta = b.EndObject()
-
-    files = vector([associated_file("labels.txt"), associated_file("labels_fr.txt", "fr")])
-    output_name = b.CreateString("segmentation")
-    b.StartObject(7)
-    b.PrependUOffsetTRelativeSlot(0, output_name, 0)
-    b.PrependUOffsetTRelativeSlot(6, files, 0)
-    output_meta = b.EndObject()
-
-    inputs, outputs = vector([input_meta]), vector([output_meta])
-    b.StartObject(7)  # SubGraphMetadata
-    b.PrependUOffsetTRelativeSlot(2, inputs, 0)
-    b.PrependUOffsetTRelativeSlot(3, outputs, 0)
-    subgraph = b.EndObject()
-
-    model_name, subgraphs = b.CreateString("multiclass stand-in"), vector([subgraph])
-    version = b.CreateString("1.0.0")
-    b.StartObject(8)  # ModelMetadata
-    b.PrependUOffsetTRelativeSlot(0, model_name, 0)
-    b.PrependUOffsetTRelativeSlot(3, subgraphs, 0)
-    b.PrependUOffsetTRelativeSlot(7, version, 0)
-    b.Finish(b.EndObject(), file_identifier=b"M001")
-    return bytes(b.Output())
-
-
-def _with_metadata(model_bytes: bytes, metadata: bytes) -> bytes:
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(metadata, dtype=np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = "TFLITE_METADATA", len(model.buffers) - 1
-    model.metadata = (model.metadata or []) + [entry]
-    builder = flatbuffers.Builder(len(model_bytes) + len(metadata) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
