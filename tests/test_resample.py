@@ -163,3 +163,41 @@ def test_rotation_round_trip_keeps_image_size_and_place(rotation):
     # back in place (rows 0-9, columns 0-14), give or take the pixel or two that MediaPipe's
     # corner-aligned sampling of a rotated image moves it by
     assert category[1:8, 1:11].all() and not category[13:].any() and not category[:, 18:].any()
+
+
+# ---- large outputs: exact values, and memory reused only when nobody holds it ----------------
+
+@pytest.mark.parametrize("rotation", [0, 90])
+@pytest.mark.parametrize("activation", ["softmax", "none", "sigmoid"])
+def test_confidence_masks_equal_numpys_channel_first_computation(activation, rotation):
+    from segtool.postprocess import _activate
+
+    raw = np.random.default_rng(3).normal(size=(33, 47, 21)).astype(np.float32) * 4
+    confidence, _ = postprocess(raw, activation=activation, image_size=(60, 90), rotation_degrees=rotation)
+    turned = np.rot90(raw, rotation // 90)
+    activated = _activate(turned, activation)  # numpy over the last axis, MediaPipe's order
+    expected = np.stack([cv2.resize(np.ascontiguousarray(activated[..., c]), (90, 60), interpolation=cv2.INTER_LINEAR)
+                         for c in range(21)])
+    assert np.array_equal(confidence, expected)
+
+
+def test_large_masks_are_never_reused_while_anyone_holds_them():
+    raw = np.random.default_rng(4).normal(size=(65, 65, 21)).astype(np.float32)
+    size = (540, 960)  # 21 masks of 960x540: 43.5 MB, beyond malloc's own reuse
+    first, _ = postprocess(raw, activation="softmax", image_size=size)
+    kept = first.copy()
+    view = first[3]  # a view alone keeps the memory of all 21 masks
+    del first
+    second, _ = postprocess(-raw, activation="softmax", image_size=size)
+    assert not np.may_share_memory(view, second)
+    assert np.array_equal(view, kept[3])
+    address = second.__array_interface__["data"][0]
+    del second
+    third, _ = postprocess(raw, activation="softmax", image_size=size)
+    assert third.__array_interface__["data"][0] == address  # released: its memory serves again
+    assert np.array_equal(third, kept)
+    buffer = memoryview(third)  # an exported buffer holds it too
+    del third
+    fourth, _ = postprocess(-raw, activation="softmax", image_size=size)
+    assert np.asarray(buffer).__array_interface__["data"][0] != fourth.__array_interface__["data"][0]
+    assert np.array_equal(np.asarray(buffer), kept)
