@@ -17,7 +17,7 @@ repeated under many names, so the numbers are the writers' and not the model's):
     python scripts/bench_dataset.py --inputs 2000 --size 256x256
     python scripts/bench_dataset.py --inputs 1000 --s3
     python scripts/bench_dataset.py --rss 5000,50000
-    python scripts/bench_dataset.py --cli --inputs 300 --size 256x256 [--s3] [--engine ray]
+    python scripts/bench_dataset.py --cli --inputs 300 --size 256x256 [--s3] [--engine ray] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import argparse
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,20 +166,30 @@ def cli_job(args) -> None:
             server.filesystem().mkdir(base.split("://")[1])
         segtool = [str(Path(sys.executable).with_name("segtool")), "image", str(root / "in"), "--model", args.model,
                    "--category-mask", "--no-confidence-masks", "-q", "--engine", args.engine]
-        for label, extra in [("loose", [])] + [(kind, ["--dataset", kind]) for kind in KINDS]:
-            out = f"{base}/{label}/"
-            before = len(server.requests()) if server else 0
-            started = time.perf_counter()
-            done = subprocess.run(segtool + ["-o", out, *extra], capture_output=True, text=True)
-            seconds = time.perf_counter() - started
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            line = (f"{label:<12} {args.inputs / seconds:7.1f} images/s  exit {done.returncode}  "
-                    f"{size_of(sio.location(out.rstrip('/'))) / args.inputs / 1024:7.1f} KiB/input  "
-                    f"peak RSS of any run so far {peak:.0f} MiB")
-            if server:
-                asked = server.requests()[before:]
-                line += f"  {len(asked) * 1000 / args.inputs:7.1f} requests/1000 inputs"
-            print(line, flush=True)
+        jobs = [("loose", [])] + [(kind, ["--dataset", kind]) for kind in KINDS]
+        rates: dict[str, list[float]] = {label: [] for label, _ in jobs}
+        for round_ in range(args.rounds):
+            # Each round starts at another job, so no output kind always runs first (cold caches).
+            for label, extra in jobs[round_ % len(jobs):] + jobs[:round_ % len(jobs)]:
+                out = f"{base}/{label}-{round_}/"
+                before = len(server.requests()) if server else 0
+                started = time.perf_counter()
+                done = subprocess.run(segtool + ["-o", out, *extra], capture_output=True, text=True)
+                seconds = time.perf_counter() - started
+                rates[label].append(args.inputs / seconds)
+                peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+                line = (f"{label:<12} {args.inputs / seconds:7.1f} images/s  exit {done.returncode}  "
+                        f"{size_of(sio.location(out.rstrip('/'))) / args.inputs / 1024:7.1f} KiB/input  "
+                        f"peak RSS of any run so far {peak:.0f} MiB")
+                if server:
+                    asked = server.requests()[before:]
+                    line += f"  {len(asked) * 1000 / args.inputs:7.1f} requests/1000 inputs"
+                print(line, flush=True)
+        if args.rounds > 1:
+            loose = statistics.median(rates["loose"])
+            for label, values in rates.items():
+                print(f"median of {args.rounds}: {label:<12} {statistics.median(values):7.1f} images/s "
+                      f"({statistics.median(values) / loose:.2f}x loose files)")
     finally:
         if server:
             server.stop()
@@ -215,6 +226,7 @@ def main() -> None:
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cli", action="store_true", help="the whole job through `segtool image`")
     parser.add_argument("--engine", default="local", choices=["local", "ray"], help="with --cli")
+    parser.add_argument("--rounds", type=int, default=1, help="with --cli: runs of each output kind, rotated")
     args = parser.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args.model)
