@@ -201,23 +201,33 @@ def _run(ray, todo: list[bytes], options: ImageSegmenterOptions, outputs: ImageO
     actors = jobs or fit
     # Inputs per Ray task: at least one inference batch; small enough that a retry redoes little.
     batch = max(batch_size or 1, min(MAX_BATCH, len(todo) // (4 * actors)), 1)
+    context = ray.data.DataContext.get_current()
+    waited = context.wait_for_min_actors_s  # the caller's setting comes back after this job
     if outputs.dataset:
         # An actor finishes its shard at the end of each task, so tasks are larger and few. They
         # are handed out once every actor is up, one at a time per actor: otherwise the first
         # actor up queues them all while the others start, and does the whole job alone.
         batch = max(batch, min(DATASET_TASK, -(-len(todo) // actors)))
-        ray.data.DataContext.get_current().wait_for_min_actors_s = ACTORS_START_S
-    # One block per task: a Ray task returns its rows when its block is done, so blocks of a
-    # task each keep reports (and the progress bar) flowing, and a retry redoes one task.
-    dataset = ray.data.from_items([{"item": item} for item in todo],
-                                  override_num_blocks=-(-len(todo) // batch))
-    reports = dataset.map_batches(
-        SegmentBatch, fn_constructor_args=(options, outputs, batch_size, os.getcwd()),
-        batch_size=batch, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors,
-                                           max_tasks_in_flight_per_actor=1 if outputs.dataset else None),
-        num_cpus=threads, num_gpus=gpus or None,
-    )
+        context.wait_for_min_actors_s = ACTORS_START_S
+    try:
+        # One block per task: a Ray task returns its rows when its block is done, so blocks of a
+        # task each keep reports (and the progress bar) flowing, and a retry redoes one task.
+        dataset = ray.data.from_items([{"item": item} for item in todo],
+                                      override_num_blocks=-(-len(todo) // batch))
+        reports = dataset.map_batches(
+            SegmentBatch, fn_constructor_args=(options, outputs, batch_size, os.getcwd()),
+            batch_size=batch, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(min_size=min(actors, fit), max_size=actors,
+                                               max_tasks_in_flight_per_actor=1 if outputs.dataset else None),
+            num_cpus=threads, num_gpus=gpus or None,
+        )
+        return _stream_reports(reports, on_item)
+    finally:
+        context.wait_for_min_actors_s = waited
+
+
+def _stream_reports(reports, on_item) -> bool:
+    """Each report to ``on_item`` as its task finishes; True when the output storage stopped the job."""
     try:
         for row in reports.iter_rows():
             report = pickle.loads(row["report"])
