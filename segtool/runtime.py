@@ -127,6 +127,14 @@ def default_batch_size(path: ExecutionPath, providers: Sequence[str]) -> int:
     return DEFAULT_CUDA_BATCH if providers[0] == DEVICE_PROVIDERS["cuda"] else 1
 
 
+def concurrent_runs(providers: Sequence[str]) -> int:
+    """Inference calls `segtool image` keeps in flight at once. On CUDA one call's copies and the
+    nodes onnxruntime places on the CPU leave the GPU idle, and a second call fills it (H200:
+    hair 392 -> 712 images/s, BENCHMARKS.md). Elsewhere one: the CPU provider already uses every
+    core, and DirectML's Run may not be called from two threads at once."""
+    return 2 if providers[0] == DEVICE_PROVIDERS["cuda"] else 1
+
+
 # ---- threads --------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,8 @@ from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
 from .postprocess import postprocess, probabilities
 from .preprocess import image_to_tensor, resample_to_model, validate_image
-from .runtime import DEVICE_PROVIDERS, ExecutionPath, InferenceSession, choose_path, default_batch_size, usable_cpus
+from .runtime import (DEVICE_PROVIDERS, ExecutionPath, InferenceSession, choose_path, concurrent_runs,
+                      default_batch_size, usable_cpus)
 
 _NO_ROTATION = ImageProcessingOptions()
 _DEVICES = ("auto", *DEVICE_PROVIDERS)
@@ -92,6 +93,11 @@ class ImageSegmenter:
         return default_batch_size(self._path, self.providers)
 
     @property
+    def concurrent_runs(self) -> int:
+        """How many run_prepared calls pay to have in flight at once (threads of the caller's)."""
+        return concurrent_runs(self.providers)
+
+    @property
     def dropped_frames(self) -> int:
         return self._worker.dropped if self._worker else 0
 
@@ -154,8 +160,17 @@ class ImageSegmenter:
     def _segment_batch(self, images: list, processing: ImageProcessingOptions) -> list[SegmentationResult]:
         rotation = _rotation(processing)
         prepared = self._map(lambda image: self.prepare(image, rotation), images)
-        outputs = self.run_prepared(prepared)
+        outputs = self._run_in_lanes(prepared)
         return self._map(lambda pair: self.finish(*pair), list(zip(outputs, prepared)))
+
+    def _run_in_lanes(self, prepared: list) -> list:
+        """run_prepared, split into concurrent_runs calls side by side where that pays (CUDA)."""
+        lanes = min(self.concurrent_runs, len(prepared))
+        if lanes < 2:
+            return self.run_prepared(prepared)
+        step = -(-len(prepared) // lanes)
+        parts = self._map(self.run_prepared, [prepared[i:i + step] for i in range(0, len(prepared), step)])
+        return [output for part in parts for output in part]
 
     # ---- the three stages of a batch, for callers that run them on threads of their own ----
     # segment_batch == finish(run_prepared([prepare(image) ...])): pipeline.run_images prepares

@@ -8,6 +8,8 @@ with images of mixed sizes in one batch, a file that does not decode in the midd
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,47 @@ def test_a_full_disk_stops_a_batched_run_cleanly(mixed, small_tmpfs, model_env):
     assert 0 < done < 12
 
 
+# ---- two inference calls in flight (CUDA's choice, forced here on the CPU) ------------------------
+
+TWO_LANES = ("import segtool.segmenter as s; s.ImageSegmenter.concurrent_runs = property(lambda self: 2); "
+             "from segtool.cli import main; main()")
+
+
+def _run_two_lanes(args: list, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", TWO_LANES, *[str(a) for a in args]], env=env, capture_output=True,
+                          timeout=300)
+
+
+def test_two_inference_calls_in_flight_write_what_one_image_at_a_time_writes(tmp_path, mixed, model_env):
+    reference = _run(mixed, tmp_path / "one", model_env, "-b", "1", "-j", "1")
+    expected_files, expected_lines = snapshot(tmp_path / "one"), _json_lines(reference)
+    for batch, jobs in ((1, 1), (2, 1), (3, 2), (50, 3)):
+        out = tmp_path / f"b{batch}j{jobs}"
+        result = _run_two_lanes(["image", mixed, "-o", out, "--category-mask", "--blur", "--json",
+                                 "-b", batch, "-j", jobs], model_env)
+        assert result.returncode == 1, stderr_lines(result)  # c_bad.jpg, alone
+        assert snapshot(out) == expected_files, (batch, jobs)
+        assert _comparable(_json_lines(result)) == _comparable(expected_lines)
+        assert stderr_lines(result)[-1] == f"segtool: {len(SIZES)} done, 1 failed"
+        assert partial_files(out) == []
+
+
+def test_two_inference_calls_in_flight_and_one_input_listed_many_times(tmp_path, mixed, model_env):
+    """Batches may come back out of order: the same input's writes still run one after another,
+    and with one thread (-j 1) a write waiting for an earlier one never holds the pool."""
+    picture, other = mixed / "a0.png", mixed / "b1.jpg"
+    inputs = [picture, other, picture, picture, other, picture, picture]
+    out = tmp_path / "out"
+    result = _run_two_lanes(["image", *inputs, "-o", out, "--category-mask", "--json", "-b", "2", "-j", "1"],
+                            model_env)
+    assert result.returncode == 0, stderr_lines(result)
+    assert [line["input"] for line in _json_lines(result)] == [str(p) for p in inputs]
+    reference = run_segtool(["image", picture, other, "-o", tmp_path / "one", "--category-mask"], model_env)
+    assert reference.returncode == 0
+    assert snapshot(out) == snapshot(tmp_path / "one")
+    assert partial_files(out) == []
+
+
 # ---- the Python API ---------------------------------------------------------------------------
 
 MODELS = ("selfie", "selfie_landscape", "deeplab", "hair")
@@ -127,6 +170,35 @@ def test_segment_batch_equals_segment_for_mixed_sizes(model):
         assert many.category_mask.shape == image.shape[:2]
         assert np.array_equal(one.category_mask, many.category_mask)
         assert np.array_equal(one.confidence_masks, many.confidence_masks)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_segment_batch_in_two_lanes_keeps_every_image_in_its_place(count, monkeypatch):
+    """On CUDA a batch runs as two calls side by side; forced here, the results stay in order."""
+    from segtool import ImageSegmenter, ImageSegmenterOptions
+
+    images = [np.asarray(_picture(i, size)) for i, size in enumerate(SIZES[:count])]
+    options = ImageSegmenterOptions(model="deeplab", output_category_mask=True, device="cpu")
+    with ImageSegmenter.create_from_options(options) as segmenter:
+        singles = [segmenter.segment(image) for image in images]
+        calls = []
+        run_prepared = segmenter.run_prepared
+        monkeypatch.setattr(segmenter, "run_prepared", lambda prepared: calls.append(len(prepared))
+                            or run_prepared(prepared))
+        monkeypatch.setattr(ImageSegmenter, "concurrent_runs", property(lambda self: 2))
+        batch = segmenter.segment_batch(images)
+    assert sorted(calls) == sorted([count - count // 2, count // 2] if count > 1 else [1])
+    for one, many in zip(singles, batch, strict=True):
+        assert np.array_equal(one.category_mask, many.category_mask)
+        assert np.array_equal(one.confidence_masks, many.confidence_masks)
+
+
+def test_concurrent_runs_are_two_on_cuda_alone():
+    from segtool.runtime import concurrent_runs
+
+    assert concurrent_runs(["CUDAExecutionProvider", "CPUExecutionProvider"]) == 2
+    for providers in (["CPUExecutionProvider"], ["DmlExecutionProvider", "CPUExecutionProvider"]):
+        assert concurrent_runs(providers) == 1
 
 
 def test_category_only_batches_compute_no_confidence_masks():

@@ -50,7 +50,7 @@ def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
         from .batched import run_batched
 
         run_batched(items, segmenter, outputs, on_item, claim, jobs=max(1, jobs), batch_size=batch_size,
-                    target=target)
+                    target=target, lanes=segmenter.concurrent_runs)
     elif jobs <= 1:
         _run_in_order(items, segmenter, outputs, on_item, claim, target)
     else:
