@@ -17,6 +17,9 @@ Run by scripts/gpu_check.sh on a machine with an NVIDIA GPU and onnxruntime-gpu 
     the CPU (exact path, every core, its default batch of 1); steady images/s counts the --json
     lines after the first batch's, so start-up is left out (with it in brackets). onnxruntime
     alone at the same batch is the ceiling; the category PNGs of the two runs are compared.
+(4) Where a folder image's time goes: one thread's ms for each stage of a 1920x1080 JPEG on
+    the path --device runs (decode, prepare, the device's share of a batch, finish, PNG encode,
+    blur composite and its JPEG), and the images/s the machine's cores allow for the CPU stages.
 
 With --device cpu every part runs on a machine without a GPU (the device graph forced through
 SEGTOOL_PATH=device-graph on the CPU provider): that checks the script, not GPU figures.
@@ -208,6 +211,46 @@ def folders(model: str, device: str, batch: int, folders_by_size: dict, scratch:
     return rows
 
 
+# ---- (4) stages -------------------------------------------------------------------------------
+
+def median_ms(function, seconds: float) -> float:
+    function()
+    times, started = [], time.perf_counter()
+    while time.perf_counter() - started < seconds or len(times) < 5:
+        begun = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begun)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+def stages(model: str, device: str, batch: int, jpeg: Path, seconds: float) -> dict:
+    """Median ms per 1920x1080 image of each stage, one thread; the device's share is a batch's / batch."""
+    from segtool import effects, io as sio
+
+    image = sio.read_image(jpeg)
+    with segmenter(model, device, path=tested_path(device), confidence=False) as category, \
+            segmenter(model, device, path=tested_path(device)) as both, tempfile.TemporaryDirectory() as out:
+        out = Path(out)
+        prepared = category.prepare(image)
+        output = category.run_prepared([prepared])[0]
+        result = category.finish(output, prepared)
+        blur_options = effects.EffectOptions()
+        confidence = both.segment(image).confidence_masks
+        blurred = effects.render("blur", image, confidence, blur_options)
+        many = [prepared] * batch
+        row = {
+            "decode": median_ms(lambda: sio.read_image(jpeg), seconds),
+            "prepare": median_ms(lambda: category.prepare(image), seconds),
+            "network": median_ms(lambda: category.run_prepared(many), seconds) / batch,
+            "finish": median_ms(lambda: category.finish(output, prepared), seconds),
+            "category png": median_ms(lambda: sio.write_category_png(out / "c.png", result.category_mask), seconds),
+            "confidence (blur's input)": median_ms(lambda: both.run_prepared([both.prepare(image)]), seconds),
+            "blur composite": median_ms(lambda: effects.render("blur", image, confidence, blur_options), seconds),
+            "blur jpeg": median_ms(lambda: sio.write_image(out / "b.jpg", blurred), seconds),
+        }
+    return row
+
+
 # ---- report -----------------------------------------------------------------------------------
 
 def installed_models(wanted) -> list[str]:
@@ -274,6 +317,27 @@ def folder_table(results: dict, speed: dict, device: str, batch: int) -> list[st
     return lines
 
 
+STAGES_CATEGORY = ("decode", "prepare", "finish", "category png")
+STAGES_BLUR = ("blur composite", "blur jpeg")
+
+
+def stage_table(rows: dict, device: str, batch: int) -> list[str]:
+    from segtool.runtime import usable_cpus
+
+    cores = usable_cpus()
+    names = list(next(iter(rows.values())))
+    lines = ["", f"#### Where a 1920x1080 JPEG's time goes, median ms on one thread (--device {device}; "
+                 f"network = one batch of {batch} / {batch}); images/s {cores} cores allow for the CPU stages", "",
+             "| model | " + " | ".join(names) + " | category: cores allow | + blur: cores allow |",
+             "| --- |" + " ---: |" * (len(names) + 2)]
+    for model, row in rows.items():
+        category_ms = sum(row[n] for n in STAGES_CATEGORY)
+        blur_ms = category_ms + row["confidence (blur's input)"] + sum(row[n] for n in STAGES_BLUR)
+        lines.append(f"| {model} | " + " | ".join(f"{row[n]:.2f}" for n in names)
+                     + f" | {cores * 1000 / category_ms:.0f} | {cores * 1000 / blur_ms:.0f} |")
+    return lines
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="", help="comma-separated (default: every installed model)")
@@ -283,7 +347,8 @@ def parse(argv):
     parser.add_argument("--batch", type=int, default=16, help="batch size of the folder runs on --device")
     parser.add_argument("--images", type=int, default=128,
                         help="JPEGs per folder (at least 8 batches, or the steady rate counts overlap)")
-    parser.add_argument("--skip", default="", help="parts to leave out: masks,memory,folders")
+    parser.add_argument("--sizes", default="1920x1080,512x512", help="folder picture sizes, WIDTHxHEIGHT")
+    parser.add_argument("--skip", default="", help="parts to leave out: masks,memory,folders,stages")
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
@@ -301,13 +366,14 @@ def main(argv=None) -> int:
     if args.device == "cuda" and "CUDAExecutionProvider" not in available_providers():
         print(f"gpu_check: no CUDAExecutionProvider in {available_providers()}", file=sys.stderr)
         return 2
-    parity, speed, folder_rates = {}, {}, {}
+    parity, speed, folder_rates, stage_rows = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="segtool-gpu-check-") as scratch:
         scratch = Path(scratch)
-        if "folders" not in args.skipped:
-            jpegs = {f"{w}x{h}": scratch / f"in{w}x{h}" for h, w in ((1080, 1920), (512, 512))}
-            for size, folder in jpegs.items():
-                write_jpegs(folder, args.images, tuple(int(v) for v in size.split("x"))[::-1])
+        jpegs = {size: scratch / f"in{size}" for size in args.sizes.split(",") if size}
+        for size, folder in jpegs.items():
+            write_jpegs(folder, args.images, tuple(int(v) for v in size.split("x"))[::-1])
+        photo_1080p = scratch / "stages" / "img0000.jpg"
+        write_jpegs(photo_1080p.parent, 1, (1080, 1920))
         for model in installed_models([m for m in args.models.split(",") if m]):
             if "masks" not in args.skipped:
                 parity[model] = compare_masks(model, args.device, pictures())
@@ -316,15 +382,24 @@ def main(argv=None) -> int:
                 speed[model] = in_memory(model, args.device, args.batch_sizes, args.seconds)
             if "folders" not in args.skipped:
                 folder_rates[model] = folders(model, args.device, args.batch, jpegs, scratch)
-    lines = [header(args), ""]
-    lines += mask_table(parity) if parity else []
-    lines += memory_table(speed, args.device, args.batch_sizes) if speed else []
-    lines += folder_table(folder_rates, speed, args.device, args.batch) if folder_rates else []
-    text = "\n".join(lines) + "\n"
+            if "stages" not in args.skipped:
+                stage_rows[model] = stages(model, args.device, args.batch, photo_1080p, args.seconds / 4)
+            if args.out:  # each model's rows as soon as they are measured: a run cut short keeps them
+                args.out.write_text(report(args, parity, speed, folder_rates, stage_rows))
+    text = report(args, parity, speed, folder_rates, stage_rows)
     print(text)
     if args.out:
         args.out.write_text(text)
     return 0 if all(masks_ok(r) for r in parity.values()) else 1
+
+
+def report(args, parity, speed, folder_rates, stage_rows) -> str:
+    lines = [header(args), ""]
+    lines += mask_table(parity) if parity else []
+    lines += memory_table(speed, args.device, args.batch_sizes) if speed else []
+    lines += folder_table(folder_rates, speed, args.device, args.batch) if folder_rates else []
+    lines += stage_table(stage_rows, args.device, args.batch) if stage_rows else []
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

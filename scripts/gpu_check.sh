@@ -8,7 +8,9 @@
 #
 # Run from anywhere on a machine with an NVIDIA driver and Python 3.12. WHEELS_DIR (default .whl)
 # holds onnxruntime_gpu-*.whl, or its pieces as made by `split -b 45M` under WHEELS_DIR/parts
-# (NAME.whl.part-aa, -ab, ...; checked against WHEELS_DIR/parts/SHA256SUMS when present). They are
+# (NAME.whl.part-aa, -ab, ...; checked against WHEELS_DIR/parts/SHA256SUMS when present), or the
+# two pieces of scripts/gpu_pack.py (ortgpu.part-aa, -ab and SHA256: one GPU generation's kernels,
+# 66 MB, two device calls instead of six), and any other wheel the machine lacks. They are
 # installed with --no-deps into a private folder put first on PYTHONPATH, so the machine's own
 # (CPU) onnxruntime stays as it is. The CUDA and cuDNN libraries come from the nvidia-* wheels
 # already installed (onnxruntime.preload_dlls() loads them; LD_LIBRARY_PATH is the fallback).
@@ -35,6 +37,15 @@ assemble() {  # pieces -> the wheel, under its own name (pip needs it)
   echo "gpu_check: assembled $name" >&2
 }
 
+unpack_tree() {  # ortgpu.part-* from scripts/gpu_pack.py -> the installed tree in $SITE
+  ls "$WHEELS"/ortgpu.part-aa >/dev/null 2>&1 || return 0
+  cat "$WHEELS"/ortgpu.part-* > "$WHEELS/ortgpu.tar.xz"
+  (cd "$WHEELS" && sha256sum -c --quiet SHA256) || { echo "gpu_check: ortgpu.tar.xz is damaged" >&2; exit 1; }
+  mkdir -p "$SITE"
+  "$PYTHON" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$WHEELS/ortgpu.tar.xz" "$SITE"
+  echo "gpu_check: unpacked ortgpu.tar.xz into $SITE" >&2
+}
+
 nvidia_lib_dirs() {  # lib folders of the nvidia-* wheels, for LD_LIBRARY_PATH
   "$PYTHON" - <<'EOF'
 import pathlib
@@ -50,10 +61,13 @@ if [ "$WHEELS" = none ]; then  # the installed onnxruntime as it is (a CPU check
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 else
   assemble
-  ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "gpu_check: no wheel in $WHEELS" >&2; exit 2; }
-  started=$(date +%s)
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
-  echo "gpu_check: installed $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')in $(( $(date +%s) - started )) s" >&2
+  unpack_tree
+  if ls "$WHEELS"/*.whl >/dev/null 2>&1; then  # onnxruntime-gpu, and any package the machine lacks
+    started=$(date +%s)
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+    echo "gpu_check: installed $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')in $(( $(date +%s) - started )) s" >&2
+  fi
+  [ -d "$SITE/onnxruntime" ] || { echo "gpu_check: no onnxruntime-gpu wheel or pieces in $WHEELS" >&2; exit 2; }
   export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 # The device graph is built with the onnx package; without it segtool keeps the exact path on CUDA.
