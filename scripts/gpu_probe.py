@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+from gpu_check import images_per_second  # noqa: E402  (the same timing as the figures it explains)
 
 OPTION_SETS = {
     "default": {"use_tf32": "0"},
@@ -70,22 +71,12 @@ def pixels_for(spec, batch: int) -> np.ndarray:
                                        input_channels=spec.input_channels) for i in range(batch)])
 
 
-def rate(function, batch: int, seconds: float) -> float:
-    for _ in range(3):
-        function()
-    runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or runs < 3:
-        function()
-        runs += 1
-    return runs * batch / (time.perf_counter() - started)
-
-
 def two_callers(run, batch: int, seconds: float) -> float:
     """images/s of two threads calling ``run`` side by side (copies of one overlap the other's kernels)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        rates = list(pool.map(lambda _: rate(run, batch, seconds), range(2)))
+        rates = list(pool.map(lambda _: images_per_second(run, batch, seconds), range(2)))
     return sum(rates)
 
 
@@ -113,10 +104,10 @@ def options_table(models, batches, seconds) -> list[str]:
                 binding.bind_cpu_input("segtool_pixels", feed["segtool_pixels"])
                 binding.bind_cpu_input("segtool_size", size)
                 binding.bind_output("confidence", "cuda" if "CUDAExecutionProvider" in confidence.get_providers() else "cpu")
-                cells.append(f"{rate(lambda: category.run(None, feed), batch, seconds):.0f} / "
+                cells.append(f"{images_per_second(lambda: category.run(None, feed), batch, seconds):.0f} / "
                              f"{two_callers(lambda: category.run(None, feed), batch, seconds):.0f} / "
-                             f"{rate(lambda: confidence.run(None, feed), batch, seconds):.0f} / "
-                             f"{rate(lambda: confidence.run_with_iobinding(binding), batch, seconds):.0f}")
+                             f"{images_per_second(lambda: confidence.run(None, feed), batch, seconds):.0f} / "
+                             f"{images_per_second(lambda: confidence.run_with_iobinding(binding), batch, seconds):.0f}")
             feed = {"segtool_pixels": pixels_for(spec, 4), "segtool_size": size}
             masks = (category.run(None, feed)[0], confidence.run(None, feed)[0])
             if reference is None:
@@ -129,19 +120,26 @@ def options_table(models, batches, seconds) -> list[str]:
     return lines
 
 
+WARM_UP = 3
+
+
 def profile(model: str, batch: int, options_label: str) -> list[str]:
     built, spec = graphs(model)
     with tempfile.TemporaryDirectory() as scratch:
         run = session(built["category"], OPTION_SETS[options_label], profile_prefix=str(Path(scratch) / "p"))
         feed = {"segtool_pixels": pixels_for(spec, batch), "segtool_size": np.asarray([1080, 1920], np.int64)}
-        for _ in range(5):
+        for _ in range(WARM_UP + 5):
             run.run(None, feed)
         events = json.loads(Path(run.end_profiling()).read_text())
-    by_op, providers, runs = defaultdict(float), defaultdict(int), 0
+    # The first runs pick cuDNN's algorithms for this shape (seconds): only the runs after them count.
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    counted_from = starts[WARM_UP] if len(starts) > WARM_UP else 0
+    runs = len(starts) - WARM_UP
+    by_op, providers = defaultdict(float), defaultdict(int)
     for event in events:
         args = event.get("args", {})
-        if event.get("cat") == "Session" and event.get("name") == "model_run":
-            runs += 1
+        if event.get("ts", 0) < counted_from:
+            continue
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             by_op[args.get("op_name", "?")] += event.get("dur", 0)
             providers[(args.get("op_name", "?"), args.get("provider", "?"))] += 1
