@@ -319,6 +319,20 @@ def test_subject_alpha_picks_and_sums_classes():
         effects.subject_alpha(masks, (6,))
 
 
+@pytest.mark.parametrize("classes", [None, (1, 3), (5, 1, 3), (2, 2, 4)])
+def test_subject_alpha_sums_in_numpys_order_and_leaves_the_masks_alone(classes):
+    """The same float32 sum as np.add.reduce over the chosen masks (the composites' bytes depend
+    on it), clipped to 1, with the segmenter's masks untouched."""
+    masks = np.random.default_rng(1).random((6, 9, 7), dtype=np.float32)
+    before = masks.copy()
+    chosen = list(classes) if classes else list(range(1, 6))
+    expected = np.clip(np.add.reduce(masks[chosen], axis=0), 0.0, 1.0)
+    alpha = effects.subject_alpha(masks, classes)
+    np.testing.assert_array_equal(alpha, expected)
+    assert alpha.max() == 1.0 and alpha.dtype == np.float32
+    np.testing.assert_array_equal(masks, before)
+
+
 def test_a_single_mask_model_has_that_mask_as_subject():
     mask = np.full((1, 4, 4), 0.7, np.float32)
     np.testing.assert_array_equal(effects.subject_alpha(mask), mask[0])
