@@ -148,6 +148,16 @@ def test_two_inference_calls_in_flight_and_one_input_listed_many_times(tmp_path,
     assert partial_files(out) == []
 
 
+def test_two_inference_calls_in_flight_stop_cleanly_on_a_full_disk(mixed, small_tmpfs, model_env):
+    folder = mixed.parent / "many"
+    pictures = [corpus.chelsea(), corpus.coffee(), corpus.astronaut()]
+    corpus.write_tree(folder, {f"img{i:02d}.png": corpus.png(pictures[i % 3]) for i in range(12)})
+    out = small_tmpfs / "out"
+    result = _run_two_lanes(["image", folder, "-o", out, "--category-mask", "-b", "2", "-j", "2"], model_env)
+    assert_stopped_on_full_disk(result, out)
+    assert 0 < len(list(out.glob("*.confidence.npy"))) < 12
+
+
 # ---- the Python API ---------------------------------------------------------------------------
 
 MODELS = ("selfie", "selfie_landscape", "deeplab", "hair")
