@@ -182,14 +182,18 @@ def test_segment_batch_equals_segment_for_mixed_sizes(model):
         assert np.array_equal(one.confidence_masks, many.confidence_masks)
 
 
+@pytest.mark.parametrize("path", ["exact", "device-graph"])
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
-def test_segment_batch_in_two_lanes_keeps_every_image_in_its_place(count, monkeypatch):
-    """On CUDA a batch runs as two calls side by side; forced here, the results stay in order."""
+def test_segment_batch_in_two_lanes_keeps_every_image_in_its_place(count, path, monkeypatch):
+    """On CUDA a batch runs as two calls side by side (on the device graph, which groups images
+    of one size within each call); forced here, every result stays in its image's place."""
     from segtool import ImageSegmenter, ImageSegmenterOptions
 
+    monkeypatch.setenv("SEGTOOL_PATH", path)
     images = [np.asarray(_picture(i, size)) for i, size in enumerate(SIZES[:count])]
     options = ImageSegmenterOptions(model="deeplab", output_category_mask=True, device="cpu")
     with ImageSegmenter.create_from_options(options) as segmenter:
+        assert segmenter.path.name == path
         singles = [segmenter.segment(image) for image in images]
         calls = []
         run_prepared = segmenter.run_prepared
