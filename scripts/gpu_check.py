@@ -166,9 +166,14 @@ FOLDER_OUTPUTS = {"category": ["--category-mask", "--no-confidence-masks"],
                   "category + blur": ["--category-mask", "--no-confidence-masks", "--blur"]}
 
 
-def segtool_image(folder: Path, out: Path, model: str, device: str, options: list, batch: int) -> dict:
-    """One `segtool image --json` run: images/s with start-up, and steady (after the first batch)."""
-    command = [sys.executable, "-c", "from segtool.cli import main; main()", "image", str(folder),
+CLI = "from segtool.cli import main; main()"
+
+
+def segtool_image(folder: Path, out: Path, model: str, device: str, options: list, batch: int,
+                  setup: str = CLI) -> dict:
+    """One `segtool image --json` run: images/s with start-up, and steady (after the first batch).
+    ``setup``: the child's Python code, which ends by calling the CLI (gpu_probe sets options first)."""
+    command = [sys.executable, "-c", setup, "image", str(folder),
                "-o", str(out), "--model", model, "--device", device, "--json", "-q", *options]
     if batch:
         command += ["--batch-size", str(batch)]

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -173,20 +170,14 @@ def folder_rates(pairs, images: int) -> list[str]:
 
 
 def folder_run(folder: Path, out: Path, model: str, batch: int, options: dict) -> str:
-    setup = (f"import segtool.runtime as r; r.PROVIDER_OPTIONS['CUDAExecutionProvider'] = {options!r}; "
-             "from segtool.cli import main; main()")
-    command = [sys.executable, "-c", setup, "image", str(folder), "-o", str(out), "--model", model, "--device", "cuda",
-               "--json", "-q", "--category-mask", "--no-confidence-masks", "--batch-size", str(batch)]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    arrivals = [time.perf_counter() - started for line in process.stdout if line.strip()]
-    error = process.stderr.read().decode()
-    if process.wait() != 0:
-        return f"failed: {error.strip().splitlines()[-1][:100] if error.strip() else process.returncode}"
-    wall = time.perf_counter() - started
-    first = min(batch, len(arrivals) - 1)
-    steady = (len(arrivals) - first) / max(1e-9, arrivals[-1] - arrivals[first - 1])
-    return f"{steady:.0f} ({len(arrivals) / wall:.0f})"
+    from gpu_check import CLI, segtool_image
+
+    setup = f"import segtool.runtime as r; r.PROVIDER_OPTIONS['CUDAExecutionProvider'] = {options!r}; {CLI}"
+    try:
+        rate = segtool_image(folder, out, model, "cuda", ["--category-mask", "--no-confidence-masks"], batch, setup)
+    except SystemExit as failed:  # one option set that does not run: say so in its cell
+        return f"failed: {str(failed)[-100:]}"
+    return f"{rate['steady']:.0f} ({rate['overall']:.0f})"
 
 
 def main(argv=None) -> int:
