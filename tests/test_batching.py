@@ -103,7 +103,8 @@ def test_a_full_disk_stops_a_batched_run_cleanly(lanes, mixed, small_tmpfs, mode
     corpus.write_tree(folder, {f"img{i:02d}.png": corpus.png(pictures[i % 3]) for i in range(12)})
     out = small_tmpfs / "out"
     run = run_segtool if lanes == 1 else _run_two_lanes
-    result = run(["image", folder, "-o", out, "--category-mask", "-b", str(6 - 2 * lanes), "-j", "2"], model_env)
+    # One write thread, as in test_disk_full: two files written side by side could fill the disk together.
+    result = run(["image", folder, "-o", out, "--category-mask", "-b", str(6 - 2 * lanes), "-j", "1"], model_env)
     assert_stopped_on_full_disk(result, out)
     done = len(list(out.glob("*.confidence.npy")))
     assert 0 < done < 12
