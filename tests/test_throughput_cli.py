@@ -279,3 +279,28 @@ def test_clashing_outputs_still_fail_the_second_input(tmp_path, monkeypatch):
     reports = []
     engine.run_images(items, None, _outputs(tmp_path), reports.append, jobs=2)
     assert reports[0].ok and not reports[1].ok and "would overwrite" in reports[1].error
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_jobs_share_opencv_threads_out_and_give_them_back(tmp_path, monkeypatch, jobs):
+    """Inputs in flight keep the cores busy; OpenCV's pool is shared out among them (its idle
+    workers spin), and the process's setting is back as it was afterwards."""
+    import cv2
+
+    from segtool.runtime import usable_cpus
+
+    seen = []
+
+    def process(item, segmenter, outputs, target=None):
+        seen.append(cv2.getNumThreads())
+        return ItemReport(item.path, outputs=(item.path,))
+
+    monkeypatch.setattr(engine, "process_image", process)
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(5)
+        engine.run_images(_items(6, []), None, _outputs(tmp_path), lambda report: None, jobs=jobs)
+        assert set(seen) == ({5} if jobs == 1 else {max(1, usable_cpus() // jobs)})
+        assert cv2.getNumThreads() == 5
+    finally:
+        cv2.setNumThreads(before)

@@ -6,6 +6,7 @@ stays flat however many inputs stream in.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Optional
@@ -14,7 +15,8 @@ from .. import io as sio
 from ..io.writers import remove_stale_partials
 from ..job import FILES, process_image
 from ..outputs import Claims, ImageOutputs, ItemReport
-from .inflight import forget_finished, settled
+from ..runtime import usable_cpus
+from .inflight import forget_finished, opencv_threads, settled
 
 OnItem = Callable[[ItemReport], None]
 
@@ -46,15 +48,17 @@ def run_images(items: Iterable[sio.InputItem], segmenter, outputs: ImageOutputs,
         folders.update(p.parent for p in plan.values() if not sio.is_remote(p))
         return claims.claim(item, plan)
 
-    if batch_size > 1:
-        from .batched import run_batched
+    # Inputs in flight share the cores; OpenCV's pool is shared out among them the same way.
+    with opencv_threads(max(1, usable_cpus() // max(1, jobs))) if jobs > 1 else contextlib.nullcontext():
+        if batch_size > 1:
+            from .batched import run_batched
 
-        run_batched(items, segmenter, outputs, on_item, claim, jobs=max(1, jobs), batch_size=batch_size,
-                    target=target, lanes=segmenter.concurrent_runs)
-    elif jobs <= 1:
-        _run_in_order(items, segmenter, outputs, on_item, claim, target)
-    else:
-        _run_concurrently(items, segmenter, outputs, on_item, claim, jobs, target)
+            run_batched(items, segmenter, outputs, on_item, claim, jobs=max(1, jobs), batch_size=batch_size,
+                        target=target, lanes=segmenter.concurrent_runs)
+        elif jobs <= 1:
+            _run_in_order(items, segmenter, outputs, on_item, claim, target)
+        else:
+            _run_concurrently(items, segmenter, outputs, on_item, claim, jobs, target)
     remove_stale_partials(folders)
 
 

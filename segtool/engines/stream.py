@@ -29,6 +29,7 @@ from ..job import write_outputs
 from ..options import ImageSegmenterOptions, RunningMode, SegmentationResult
 from ..outputs import MASK_VIDEO, ImageOutputs, frame_files
 from ..postprocess import argmax_first
+from .inflight import opencv_threads
 
 QUEUE_DEPTH = 4  # frames in flight per stage: enough to ride out jitter, little memory
 # MediaPipe's uncertainty polynomial (SegmentationSmoothingCalculator), in (p - 0.5)^2
@@ -319,7 +320,7 @@ def run_video(reader: sio.VideoReader, segmenter, outputs: VideoOutputs,
     info = reader.info
     clock = StrictClock()
     frames = 0
-    with _opencv_threads(1), _FrameSink(outputs, info, segmenter.labels) as sink, \
+    with opencv_threads(1), _FrameSink(outputs, info, segmenter.labels) as sink, \
             Background(sink.handle) as background:
         with contextlib.closing(read_ahead(reader)) as decoded:
             for frame in decoded:
@@ -332,24 +333,6 @@ def run_video(reader: sio.VideoReader, segmenter, outputs: VideoOutputs,
         seconds=time.perf_counter() - started, frame_files=sink.frame_files,
         problem=_problem(reader, frames), notes=_notes(reader, outputs),
     )
-
-
-@contextlib.contextmanager
-def _opencv_threads(count: int):
-    """OpenCV's own thread pool set to ``count`` for the run, then restored.
-
-    The pipeline's stages (decoding, inference, rendering, encoding) already keep the cores
-    busy; OpenCV splitting each composite over threads on top only adds wake-ups. Measured on
-    2 cores, `segtool video` 720p30 --blur: 3.7 s of CPU instead of 3.9 for 4 s of video.
-    """
-    import cv2
-
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(previous)
 
 
 def _problem(reader: sio.VideoReader, frames: int) -> Optional[str]:
