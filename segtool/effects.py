@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import UsageError
-from .refine import estimate_foreground, halve, refine_alpha
+from .refine import Halvings, estimate_foreground, halve, refine_alpha
 
 Color = tuple[int, int, int]
 
@@ -66,18 +66,20 @@ def render(name: str, image: np.ndarray, confidence_masks: np.ndarray, options: 
     make = _COMPOSITES.get(name)
     if make is None:
         raise UsageError(f"unknown composite '{name}': choose one of {', '.join(COMPOSITES)}")
-    alpha = composite_alpha(image, confidence_masks, options, name)
+    halvings = Halvings(image)  # the refinement and the blur both shrink the frame: once
+    alpha = composite_alpha(image, confidence_masks, options, name, halvings)
     if options.refine and name in _NEW_BACKGROUND:
         # On a new background the old one must not show through the edge: the subject's own colours.
-        image = estimate_foreground(image, alpha)
-    return make(image, alpha, options)
+        image = estimate_foreground(image, alpha, halvings=halvings)
+        halvings = Halvings(image)
+    return make(image, alpha, options, halvings)
 
 
 def composite_alpha(image: np.ndarray, confidence_masks: np.ndarray, options: EffectOptions,
-                    name: str = "cutout") -> np.ndarray:
+                    name: str = "cutout", halvings: Optional[Halvings] = None) -> np.ndarray:
     """The subject alpha, float32 (H, W), that composite ``name`` uses: refined unless options.refine is off."""
     alpha = subject_alpha(confidence_masks, options.classes_for(name))
-    return refine_alpha(alpha, image) if options.refine else alpha
+    return refine_alpha(alpha, image, halvings=halvings) if options.refine else alpha
 
 
 def subject_alpha(confidence_masks: np.ndarray, classes: Optional[Sequence[int]] = None) -> np.ndarray:
@@ -100,7 +102,8 @@ def subject_alpha(confidence_masks: np.ndarray, classes: Optional[Sequence[int]]
 
 # ---- the composites -------------------------------------------------------------------------
 
-def blur_background(image: np.ndarray, alpha: np.ndarray, strength: float = 1.0) -> np.ndarray:
+def blur_background(image: np.ndarray, alpha: np.ndarray, strength: float = 1.0,
+                    halvings: Optional[Halvings] = None) -> np.ndarray:
     """Subject sharp, background Gaussian-blurred; the subject's colours do not bleed outwards.
 
     A plain blur smears the subject into the background around it, a visible halo. This is a
@@ -113,7 +116,8 @@ def blur_background(image: np.ndarray, alpha: np.ndarray, strength: float = 1.0)
     factor = _blur_factor(min(sigma, 0.012 * max(height, width)))
     # Shrinking by area already blurs by a box of ``factor`` pixels (variance factor^2 / 12).
     small_sigma = np.sqrt(max(sigma ** 2 - factor ** 2 / 12, 0.25)) / factor
-    background = _background_blurred(halve(image, factor), halve(weight, factor), small_sigma)
+    shrunk = (halvings or Halvings(image))(factor)
+    background = _background_blurred(shrunk, halve(weight, factor), small_sigma)
     # The blurred background is smooth: bilinear upsampling of it loses nothing that shows.
     background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
     return _blend8(image, background, weight, out=background)
@@ -283,12 +287,12 @@ def _needs(value, composite: str, field: str):
     return value
 
 
-_COMPOSITES: dict[str, Callable[[np.ndarray, np.ndarray, EffectOptions], np.ndarray]] = {
-    "blur": lambda image, alpha, o: blur_background(image, alpha, o.blur_strength),
-    "replace": lambda image, alpha, o: replace_background(image, alpha, _needs(o.backdrop, "replace", "backdrop")),
-    "cutout": lambda image, alpha, o: cut_out(image, alpha),
-    "recolor": lambda image, alpha, o: recolor(image, alpha, _needs(o.hair_color, "recolor", "hair_color")),
-    "alpha": lambda image, alpha, o: alpha_mask(alpha),
+_COMPOSITES: dict[str, Callable[[np.ndarray, np.ndarray, EffectOptions, Halvings], np.ndarray]] = {
+    "blur": lambda image, alpha, o, halvings: blur_background(image, alpha, o.blur_strength, halvings),
+    "replace": lambda image, alpha, o, _: replace_background(image, alpha, _needs(o.backdrop, "replace", "backdrop")),
+    "cutout": lambda image, alpha, o, _: cut_out(image, alpha),
+    "recolor": lambda image, alpha, o, _: recolor(image, alpha, _needs(o.hair_color, "recolor", "hair_color")),
+    "alpha": lambda image, alpha, o, _: alpha_mask(alpha),
 }
 COMPOSITES = tuple(_COMPOSITES)
 _NEW_BACKGROUND = ("replace", "cutout")  # composites that show the subject without its own background

@@ -29,7 +29,8 @@ SHARPEN = 4.0  # the filtered mask's slope is multiplied by this around 0.5, the
 
 
 def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = None,
-                 radius: int = RADIUS, eps: float = EPS, sharpen: float = SHARPEN) -> np.ndarray:
+                 radius: int = RADIUS, eps: float = EPS, sharpen: float = SHARPEN,
+                 halvings: Optional["Halvings"] = None) -> np.ndarray:
     """The subject alpha (float32 (H, W) in [0, 1]) with its edge moved onto the image's edges.
 
     The guided filter (He, Sun & Tang) makes the mask locally a linear function of the colour,
@@ -39,12 +40,13 @@ def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = 
     grid of ``cell``-pixel cells (default: the model's pixel) in (2 radius + 1)-cell windows and
     applied at full size (He & Sun's fast variant), only in tiles near the decided edge; beyond
     a window's reach the filter of a constant is that constant, so those tiles are 0 or 1.
+    ``halvings``: the image's, when the caller shrinks it too (Halvings).
     """
     height, width = alpha.shape
     cell = cell or max(1, round(max(height, width) / MODEL_GRID))
     small = (-(-width // cell), -(-height // cell))
     decided = cv2.threshold(alpha, 0.5, 1.0, cv2.THRESH_BINARY)[1]
-    guide = shrink(image, cell, small).astype(np.float32) / 255.0
+    guide = shrink(halvings or Halvings(image), cell, small).astype(np.float32) / 255.0
     mask = shrink(decided, cell, small)
     # sharpen(a . c + b) = (s a) . c + (s b - s/2 + 1/2): folded into the coefficients, at no cost.
     # Divided by 255 at small size, so the full-size step can use the uint8 image as it is:
@@ -54,30 +56,48 @@ def refine_alpha(alpha: np.ndarray, image: np.ndarray, *, cell: Optional[int] = 
     coefficients /= 255.0
     refined = decided
     for rows, cols in _edge_spans(mask, (height, width), reach=2 * radius + 1):
-        refined[rows, cols] = _apply_coefficients(coefficients, image, rows, cols, (height, width))
+        _apply_coefficients(coefficients, image, rows, cols, refined)
     return refined
 
 
-def shrink(picture: np.ndarray, cell: int, small: tuple[int, int]) -> np.ndarray:
-    """``picture`` area-averaged to ``small`` (width, height), cells of ``cell`` pixels.
+def shrink(picture, cell: int, small: tuple[int, int]) -> np.ndarray:
+    """``picture`` (an array or its Halvings) area-averaged to ``small`` (width, height), cells
+    of ``cell`` pixels.
 
     A power-of-two cell (1080p and 4K: 8 and 16) is reached by halvings, OpenCV's fastest area
     path (2.4x faster than one resize by 8 on a 1080p frame; averages of averages, within 2
     levels of it in 8 bits); other cells by one area resize.
     """
+    halvings = picture if isinstance(picture, Halvings) else Halvings(picture)
     if cell & (cell - 1):
-        return cv2.resize(picture, small, interpolation=cv2.INTER_AREA)
-    shrunk = halve(picture, cell)
+        return cv2.resize(halvings(1), small, interpolation=cv2.INTER_AREA)
+    shrunk = halvings(cell)
     return shrunk if shrunk.shape[1::-1] == tuple(small) else cv2.resize(shrunk, small, interpolation=cv2.INTER_AREA)
 
 
 def halve(picture: np.ndarray, factor: int) -> np.ndarray:
     """Area-averaged to 1/factor (factor a power of two), by halving: OpenCV's fastest path."""
-    while factor > 1:
-        height, width = picture.shape[:2]
-        picture = cv2.resize(picture, (-(-width // 2), -(-height // 2)), interpolation=cv2.INTER_AREA)
-        factor //= 2
-    return picture
+    return Halvings(picture)(factor)
+
+
+class Halvings:
+    """A picture and its area halvings (1/2, 1/4, ...), each made once, when first asked for.
+
+    A blur composite with refinement shrinks its frame twice, for the refinement's guide and for
+    the blurred background; at 1080p both are the 1/8 frame (0.6 ms each).
+    """
+
+    def __init__(self, picture: np.ndarray):
+        self._levels = {1: picture}
+
+    def __call__(self, factor: int) -> np.ndarray:
+        """The picture at 1/factor (a power of two)."""
+        if factor not in self._levels:
+            larger = self(factor // 2)
+            height, width = larger.shape[:2]
+            self._levels[factor] = cv2.resize(larger, (-(-width // 2), -(-height // 2)),
+                                              interpolation=cv2.INTER_AREA)
+        return self._levels[factor]
 
 
 def _edge_spans(mask: np.ndarray, size: tuple[int, int], reach: int, band: int = 64
@@ -89,17 +109,26 @@ def _edge_spans(mask: np.ndarray, size: tuple[int, int], reach: int, band: int =
     changing = (cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, window) > 0).astype(np.uint8)
     near = cv2.dilate(changing, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     scale_y, scale_x = mask.shape[0] / size[0], mask.shape[1] / size[1]
-    for top in range(0, size[0], band):
-        rows = slice(top, min(size[0], top + band))
-        columns = near[int(rows.start * scale_y):int(np.ceil(rows.stop * scale_y))].any(axis=0)
-        bounds = np.flatnonzero(np.diff(columns.astype(np.int8), prepend=0, append=0))
-        for first, stop in zip(bounds[::2], bounds[1::2]):
-            yield rows, slice(int(first / scale_x), min(size[1], int(np.ceil(stop / scale_x))))
+    # The small rows each band covers, all bands at once: a few array calls, not a few per band
+    # (these run beside other images' work, and every call takes Python's lock).
+    tops = np.arange(0, size[0], band)
+    first_rows = (tops * scale_y).astype(np.intp)
+    stop_rows = np.ceil(np.minimum(tops + band, size[0]) * scale_y).astype(np.intp)
+    covered = np.maximum.reduceat(near, first_rows, axis=0) if near.shape[0] else near
+    # reduceat takes each band up to the next band's first row; a band's last row may be shared.
+    shared = (stop_rows - 1 >= np.r_[first_rows[1:], near.shape[0]]) & (stop_rows - 1 < near.shape[0])
+    covered[shared] |= near[(stop_rows - 1)[shared]]
+    edges = np.diff(covered.view(np.int8), axis=1, prepend=0, append=0)
+    starts, stops = np.nonzero(edges == 1), np.nonzero(edges == -1)[1]
+    for index, first, stop in zip(starts[0].tolist(), starts[1].tolist(), stops.tolist()):
+        rows = slice(int(tops[index]), min(size[0], int(tops[index]) + band))
+        yield rows, slice(int(first / scale_x), min(size[1], int(np.ceil(stop / scale_x))))
 
 
 def _apply_coefficients(coefficients: np.ndarray, image: np.ndarray, rows: slice, cols: slice,
-                        size: tuple[int, int]) -> np.ndarray:
-    """a . colour + b for one full-size tile, a and b bilinearly upsampled from the small grid."""
+                        refined: np.ndarray) -> None:
+    """refined[rows, cols] = a . colour + b, a and b bilinearly upsampled from the small grid."""
+    size = refined.shape
     scale_y, scale_x = coefficients.shape[0] / size[0], coefficients.shape[1] / size[1]
     # The same sample positions cv2.resize would use for the whole frame, so tiles have no seams.
     to_small = np.float32([[scale_x, 0, (cols.start + 0.5) * scale_x - 0.5],
@@ -109,12 +138,13 @@ def _apply_coefficients(coefficients: np.ndarray, image: np.ndarray, rows: slice
                            borderMode=cv2.BORDER_REPLICATE)
     # The colours stay 8-bit: OpenCV multiplies float by uint8 in one pass, without a float copy.
     cv2.multiply(local, cv2.cvtColor(image[rows, cols], cv2.COLOR_RGB2RGBA), dst=local, dtype=cv2.CV_32F)
-    # The per-pixel dot product as three adds of channel views: 1.5x faster than a
-    # matrix-vector product (numpy's (N, 4) @ (4,) is slow), 2x faster than cv2.transform.
-    refined = local[:, :, 0] + local[:, :, 1]
-    refined += local[:, :, 2]
-    refined += local[:, :, 3]
-    return np.clip(refined, 0.0, 1.0, out=refined)
+    # The per-pixel dot product as three adds of channel views: 1.5x faster than a matrix-vector
+    # product (numpy's (N, 4) @ (4,) is slow), 2x faster than cv2.transform. Summed in a
+    # contiguous array (twice as fast as into the frame's rows), clipped into the frame.
+    summed = local[:, :, 0] + local[:, :, 1]
+    summed += local[:, :, 2]
+    summed += local[:, :, 3]
+    np.clip(summed, 0.0, 1.0, out=refined[rows, cols])
 
 
 def _guided_coefficients(guide: np.ndarray, mask: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -149,7 +179,8 @@ FOREGROUND_REACH = 1.0  # cells: the Gaussian over which sure colours are averag
 _SURE = 0.98  # a cell this covered by the subject (or by the background) shows only it
 
 
-def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, cell: Optional[int] = None) -> np.ndarray:
+def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, cell: Optional[int] = None,
+                        halvings: Optional[Halvings] = None) -> np.ndarray:
     """RGB uint8: ``image`` with each partly transparent pixel given the subject's own colour.
 
     A pixel of alpha a shows I = a F + (1 - a) B. Blur-fusion (Forte & Pitié, "Approximate Fast
@@ -166,7 +197,7 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, cell: Optional[
     height, width = alpha.shape
     cell = cell or max(1, round(max(height, width) / MODEL_GRID))
     small = (-(-width // cell), -(-height // cell))
-    colour = shrink(image, cell, small).astype(np.float32)
+    colour = shrink(halvings or Halvings(image), cell, small).astype(np.float32)
     coverage = shrink(alpha, cell, small)
     subject = _local_mean(colour, (coverage > _SURE).astype(np.float32))
     background = _local_mean(colour, (coverage < 1.0 - _SURE).astype(np.float32))
