@@ -217,43 +217,53 @@ def _category_mask(raw: np.ndarray, activation: str, height: int, width: int) ->
     An interpolated value is a convex combination of its 4 grid neighbours, so where all four
     neighbours decide the same category the pixel does too: take the grid's decision there and
     interpolate exactly (MediaPipe's float order) only at pixels of grid cells whose corners
-    disagree (a superset of the pixels whose neighbours disagree), a band of output rows at a
-    time to bound memory. Labels and cells are upsampled by whole-row copies (see _widen).
+    disagree (a superset of the pixels whose neighbours disagree). A cell's pixels are a block
+    (neighbour indices rise with the position), so they are listed from the few unsure cells,
+    a chunk of cells at a time to bound memory. Labels are upsampled by whole-row copies (_widen).
     """
     grid = _decide(raw, activation)
     if grid.shape == (height, width):  # every position falls on a grid point: nothing to interpolate
         return grid
     ys, xs = _corner_aligned(raw.shape[0], height), _corner_aligned(raw.shape[1], width)
     labels = _widen(grid, xs[0])[ys[0]]
-    unsure = _widen(_unsure_cells(grid), xs[0])
-    band = max(1, _CHUNK_VALUES // (max(raw.shape[1], width) * raw.shape[2]))
-    for start in range(0, height, band):
-        rows, cols = _nonzero(unsure[ys[0][start:start + band]])
-        if rows.size:
-            values = _interpolate(raw, slice(start, start + band), rows, cols, ys, xs)
-            labels[rows + start, cols] = _decide(values, activation)
+    for rows, cols in _unsure_pixels(_unsure_cells(grid), ys[0], xs[0], _CHUNK_VALUES // raw.shape[2]):
+        labels[rows, cols] = _decide(_interpolate(raw, rows, cols, ys, xs), activation)
     return labels
 
 
 def _unsure_cells(grid: np.ndarray) -> np.ndarray:
-    """uint8 (h, w): 1 where a grid point's label differs from its right, lower or diagonal one."""
+    """bool (h, w): True where a grid point's label differs from its right, lower or diagonal one."""
     padded = np.pad(grid, ((0, 1), (0, 1)), mode="edge")
     here = padded[:-1, :-1]
-    return ((here != padded[:-1, 1:]) | (here != padded[1:, :-1]) | (here != padded[1:, 1:])).view(np.uint8)
+    return (here != padded[:-1, 1:]) | (here != padded[1:, :-1]) | (here != padded[1:, 1:])
+
+
+def _unsure_pixels(unsure: np.ndarray, row_cells: np.ndarray, col_cells: np.ndarray, most: int):
+    """(rows, cols) of the output pixels whose cell (``row_cells[y]``, ``col_cells[x]``) is unsure,
+    in chunks of at most about ``most`` pixels (a cell's block is never split)."""
+    cell_rows, cell_cols = np.nonzero(unsure)
+    if not cell_rows.size:
+        return
+    # Each cell's block of output rows and columns: the positions whose neighbour index is it.
+    first_row = np.searchsorted(row_cells, cell_rows)
+    heights = np.searchsorted(row_cells, cell_rows, side="right") - first_row
+    first_col = np.searchsorted(col_cells, cell_cols)
+    widths = np.searchsorted(col_cells, cell_cols, side="right") - first_col
+    # Every block within the largest block's offsets, the offsets past its own size dropped.
+    down = np.arange(max(1, int(heights.max())))[:, None]
+    across = np.arange(max(1, int(widths.max())))[None, :]
+    per_chunk = max(1, most // (down.size * across.size))
+    for start in range(0, cell_rows.size, per_chunk):
+        chunk = slice(start, start + per_chunk)
+        inside = (down < heights[chunk, None, None]) & (across < widths[chunk, None, None])
+        rows = np.broadcast_to(first_row[chunk, None, None] + down, inside.shape)[inside]
+        cols = np.broadcast_to(first_col[chunk, None, None] + across, inside.shape)[inside]
+        yield rows, cols
 
 
 def _widen(grid: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``grid[:, cols]``, gathered as rows of the transposed grid: 5x faster than numpy's column gather."""
     return np.ascontiguousarray(np.ascontiguousarray(grid.T)[cols].T)
-
-
-def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero`` of a uint8 mask via OpenCV's findNonZero (8x faster)."""
-    points = cv2.findNonZero(mask)
-    if points is None:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    points = points.reshape(-1, 2)  # (x, y) pairs; OpenCV 4 shapes them (N, 1, 2)
-    return points[:, 1].astype(np.intp), points[:, 0].astype(np.intp)
 
 
 def _decide(values: np.ndarray, activation: str) -> np.ndarray:
@@ -271,15 +281,21 @@ def _decide(values: np.ndarray, activation: str) -> np.ndarray:
     return values.argmax(axis=-1).astype(np.uint8)  # first maximum, like std::max_element
 
 
-def _interpolate(raw, band: slice, rows, cols, ys, xs) -> np.ndarray:
-    """MediaPipe's BilinearInterpolate: along y (for the band's output rows), then along x.
+def _interpolate(raw, rows, cols, ys, xs) -> np.ndarray:
+    """MediaPipe's BilinearInterpolate at output pixels (rows, cols): along y, then along x.
 
-    ``rows`` are relative to the band; returns the (pixels, C) values at (rows, cols).
+    Returns the (pixels, C) values. The same float32 operations, pixel by pixel, as interpolating
+    whole rows along y first and then picking the columns; the four neighbours are taken by flat
+    index (np.take of rows is several times faster than 2-d fancy indexing).
     """
     (y0, y1, ty), (x0, x1, tx) = ys, xs
-    top, bottom = raw[y0[band]], raw[y1[band]]
-    along_y = top + (bottom - top) * ty[band, None, None]
-    left, right = along_y[rows, x0[cols]], along_y[rows, x1[cols]]
+    flat = raw.reshape(-1, raw.shape[2])
+    width = raw.shape[1]
+    top, bottom, weight = y0[rows] * width, y1[rows] * width, ty[rows, None]
+    left_x, right_x = x0[cols], x1[cols]
+    top_left, top_right = np.take(flat, top + left_x, axis=0), np.take(flat, top + right_x, axis=0)
+    left = top_left + (np.take(flat, bottom + left_x, axis=0) - top_left) * weight
+    right = top_right + (np.take(flat, bottom + right_x, axis=0) - top_right) * weight
     return left + (right - left) * tx[cols, None]
 
 

@@ -91,6 +91,38 @@ def test_category_mask_is_corner_aligned():
     assert category.tolist() == [[0, 0, 0, 1]]
 
 
+def _category_everywhere(raw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """MediaPipe's category mask computed at every pixel: corner-aligned bilinear of the raw values
+    in float32, along y then x, then the first maximum (one channel: p > 0.5)."""
+    def neighbours(n_in, n_out):
+        scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0)
+        pos = np.arange(n_out, dtype=np.float32) * scale
+        lo = np.floor(pos).astype(int)
+        return lo, np.minimum(np.ceil(pos).astype(int), n_in - 1), (pos - lo.astype(np.float32)).astype(np.float32)
+
+    (y0, y1, ty), (x0, x1, tx) = neighbours(raw.shape[0], height), neighbours(raw.shape[1], width)
+    along_y = raw[y0] + (raw[y1] - raw[y0]) * ty[:, None, None]
+    values = along_y[:, x0] + (along_y[:, x1] - along_y[:, x0]) * tx[None, :, None]
+    return (values[..., 0] > 0.5).astype(np.uint8) if raw.shape[2] == 1 else values.argmax(axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5])
+@pytest.mark.parametrize("size", [(1080, 1920), (37, 23), (5, 300), (9, 9)])
+@pytest.mark.parametrize("chunk", [1 << 21, 64])
+def test_category_mask_equals_interpolating_every_pixel(channels, size, chunk, monkeypatch):
+    """Only the pixels of cells whose corners disagree are interpolated: on noise (every cell
+    unsure), smooth fields (few) and small chunks, the mask is the every-pixel one."""
+    import segtool.postprocess as pp
+
+    monkeypatch.setattr(pp, "_CHUNK_VALUES", chunk)
+    rng = np.random.default_rng(channels * 7 + size[0])
+    noise = rng.standard_normal((13, 17, channels)).astype(np.float32)
+    smooth = cv2.resize(rng.standard_normal((3, 4, channels)).astype(np.float32), (41, 29)).reshape(29, 41, channels)
+    for raw in (noise, smooth):
+        _, category = postprocess(raw, activation="none", image_size=size, confidence=False, category=True)
+        assert np.array_equal(category, _category_everywhere(raw, *size))
+
+
 def test_one_channel_becomes_background_and_person():
     p = np.array([[[0.2], [0.5]], [[0.51], [0.9]]], np.float32)
     confidence, category = postprocess(p, activation="none", image_size=(2, 2), category=True)
