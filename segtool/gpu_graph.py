@@ -11,17 +11,14 @@ that onnxruntime's CUDA provider runs from end to end:
       -> [hair: + a zero 4th channel, as MediaPipe feeds still images]
       -> network
       -> confidence  float32 (N, C, H, W): activation on the grid, then half-pixel bilinear
-                     (MediaPipe's cv::resize INTER_LINEAR); one-channel models give p alone,
-                     (N, 1, H, W), and DeviceGraph.run makes (1 - p, p) on the host
+                     (MediaPipe's cv::resize INTER_LINEAR); one-channel models give (1 - p, p)
       -> category    uint8 (N, H, W): corner-aligned bilinear of the raw values, [sigmoid],
                      first maximum (MediaPipe's ProcessForCategoryMaskCpu)
 
 Only the outputs asked for are in the graph: a category-only graph never builds a full-size
 confidence mask on the host. Resampling to the model's size stays on the CPU: it is exact
 there (OpenCV 4's fixed-point warp, preprocess.py), 0.2 ms, runs on --jobs threads, and sends
-the GPU 192 KiB per image instead of a 6 MiB 1080p frame. Likewise 1 - p: the confidence path
-is bound by the device-to-host copy, so downloading p alone halves the bytes the device sends
-back for the selfie models, and float32 1 - p is exactly rounded, so the host's equals the device's.
+the GPU 192 KiB per image instead of a 6 MiB 1080p frame.
 
 The same graph runs on the CPU provider, which is how tests compare it with the exact path
 (float operation order differs: confidences by up to 1e-5, the category at near-ties only). It needs
@@ -68,9 +65,8 @@ def build(model_path: Path, spec, wanted: GraphOutputs) -> bytes:
     inputs = [helper.make_tensor_value_info(_P + "pixels", TensorProto.UINT8, ["batch", height, width, 3]),
               helper.make_tensor_value_info(_P + "size", TensorProto.INT64, [2])]
     outputs = []
-    if wanted.confidence:  # one-channel models: p alone, (N, 1, H, W); DeviceGraph.run adds 1 - p
-        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT,
-                                                     ["batch", 1 if channels == 1 else "C", "H", "W"]))
+    if wanted.confidence:
+        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", "C", "H", "W"]))
     if wanted.category:
         outputs.append(helper.make_tensor_value_info("category", TensorProto.UINT8, ["batch", "H", "W"]))
     constants = [numpy_helper.from_array(value_table(float(spec.mean), float(spec.std)), _P + "table")]
@@ -85,7 +81,7 @@ def build(model_path: Path, spec, wanted: GraphOutputs) -> bytes:
 
 
 _INT_CONSTANTS = {"zero": [0], "two": [2], "three": [3], "channel_axis": [1]}
-_FLOAT_CONSTANTS = {"half": 0.5}
+_FLOAT_CONSTANTS = {"half": 0.5, "one": 1.0}
 
 
 def _pre_nodes(helper, network_input: str, input_channels: int) -> list:
@@ -135,11 +131,13 @@ def _activation(helper, source: str, target: str, activation: str) -> list:
 
 
 def _confidence_nodes(helper, raw: str, sizes: str, channels: int, activation: str) -> list:
-    # One channel: p alone (the person); the host makes the background 1 - p (DeviceGraph.run).
-    grid = _P + "probabilities"
+    grid, up = _P + "probabilities", _P + "confidence_up"
     nodes = _activation(helper, raw, grid, activation)
-    nodes.append(helper.make_node("Resize", [grid, "", "", sizes], ["confidence"],
+    nodes.append(helper.make_node("Resize", [grid, "", "", sizes], ["confidence" if channels > 1 else up],
                                   mode="linear", coordinate_transformation_mode="half_pixel"))
+    if channels == 1:  # (1 - p, p): background, person
+        nodes += [helper.make_node("Sub", [_P + "one", up], [_P + "background"]),
+                  helper.make_node("Concat", [_P + "background", up], ["confidence"], axis=1)]
     return nodes
 
 
@@ -175,21 +173,5 @@ class DeviceGraph:
         batch = pixels[0][None] if len(pixels) == 1 else np.stack(pixels)
         out = self._session.run_all({_P + "pixels": batch, _P + "size": np.asarray(image_size, np.int64)})
         confidence, category = out.get("confidence"), out.get("category")
-        if confidence is None:
-            masks = [None] * len(pixels)
-        elif confidence.shape[1] == 1:  # a one-channel model's p: (1 - p, p) made here
-            masks = [_background_and_person(p) for p in confidence[:, 0]]
-        else:
-            masks = list(confidence)
-        return [(masks[i], None if category is None else category[i]) for i in range(len(pixels))]
-
-
-def _background_and_person(p: np.ndarray) -> np.ndarray:
-    """(1 - p, p) as float32 (2, H, W), an array of its own per image (a view would keep the batch).
-
-    float32 subtraction is exactly rounded, so this equals the device's Sub bit for bit.
-    """
-    masks = np.empty((2, *p.shape), np.float32)
-    masks[1] = p
-    np.subtract(np.float32(1), p, out=masks[0])
-    return masks
+        return [(None if confidence is None else confidence[i], None if category is None else category[i])
+                for i in range(len(pixels))]

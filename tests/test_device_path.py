@@ -66,65 +66,6 @@ def test_the_graph_computes_only_what_was_asked(confidence, category, monkeypatc
     assert (result.category_mask is not None) == category
 
 
-def _old_graph(built: bytes) -> bytes:
-    """``built`` as the graph was before p alone came back: (1 - p, p) made on the device (Sub, Concat)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load_from_string(built)
-    for node in model.graph.node:
-        node.output[:] = ["old_p" if name == "confidence" else name for name in node.output]
-    model.graph.initializer.append(numpy_helper.from_array(np.asarray([1], np.float32), "old_one"))
-    model.graph.node.extend([helper.make_node("Sub", ["old_one", "old_p"], ["old_background"]),
-                             helper.make_node("Concat", ["old_background", "old_p"], ["confidence"], axis=1)])
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 2
-    return model.SerializeToString()
-
-
-@pytest.mark.parametrize("model", ("selfie", "selfie_landscape"))
-def test_one_channel_models_download_p_alone(model):
-    """The device sends back p alone (half the bytes); DeviceGraph.run makes (1 - p, p) on the host,
-    bit for bit what the graph's Sub and Concat made on the device before."""
-    import onnx
-
-    from segtool import gpu_graph, registry
-    from segtool.preprocess import resample_to_model
-    from segtool.runtime import InferenceSession
-
-    needs_model(model)
-    resolved, wanted = registry.locate(model), gpu_graph.GraphOutputs(confidence=True, category=True)
-    built = gpu_graph.build(resolved.path, resolved.spec, wanted)
-    declared = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim]
-                for o in onnx.load_from_string(built).graph.output}
-    assert declared == {"confidence": ["batch", 1, "H", "W"], "category": ["batch", "H", "W"]}
-
-    image = load_image("coffee")
-    images = [image, np.ascontiguousarray(np.roll(image, 97, axis=1))]
-    pixels = [resample_to_model(i, resolved.spec.input_size, input_channels=resolved.spec.input_channels)
-              for i in images]
-    size = image.shape[:2]
-    session = InferenceSession(built, device="cpu", num_threads=1)
-    graph = gpu_graph.DeviceGraph(session, wanted)
-    raw = session.run_all({"segtool_pixels": np.stack(pixels), "segtool_size": np.asarray(size, np.int64)})
-    assert raw["confidence"].shape == (2, 1, *size) and raw["confidence"].dtype == np.float32
-    old = InferenceSession(_old_graph(built), device="cpu", num_threads=1).run_all(
-        {"segtool_pixels": np.stack(pixels), "segtool_size": np.asarray(size, np.int64)})
-    assert old["confidence"].shape == (2, 2, *size)
-
-    got = graph.run(pixels, size)
-    assert len(got) == 2
-    for i, (masks, category) in enumerate(got):
-        assert masks.shape == (2, *size) and masks.dtype == np.float32 and masks.flags.c_contiguous
-        assert np.array_equal(masks[1], raw["confidence"][i, 0])
-        assert np.array_equal(masks[0], np.float32(1) - masks[1])  # bit for bit, as the device's Sub
-        assert np.array_equal(masks, old["confidence"][i])
-        assert np.array_equal(category, old["category"][i])
-        assert not np.shares_memory(masks, raw["confidence"])
-    assert not np.shares_memory(got[0][0], got[1][0])  # one image's masks do not keep the batch's alive
-    alone, = graph.run(pixels[:1], size)  # a batch of one: the same masks
-    assert np.array_equal(alone[0], got[0][0])
-
-
 def test_rotated_images_take_the_exact_path(monkeypatch):
     image = load_image("coffee")
     turn = ImageProcessingOptions(rotation_degrees=90)
