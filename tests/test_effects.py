@@ -310,6 +310,34 @@ def test_replace_and_cutout_use_the_foreground_estimate_when_refining(name):
 
 # ---- the interface ------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("edge", ["thin", "soft"])
+@pytest.mark.parametrize("layout", ["frame", "view", "into the background"])
+def test_blend_equals_the_whole_frame_formula(edge, layout):
+    """A thin edge is blended pixel by pixel (gathered and put back), a soft one band by band;
+    views of a larger picture and blending into the background itself give the same pixels."""
+    rng = np.random.default_rng(4)
+    big = rng.integers(0, 256, (2, 130, 170, 3), np.uint8)
+    foreground, background = big[0], big[1]
+    yy, xx = np.mgrid[:130, :170]
+    distance = np.hypot(yy - 60, xx - 80) - 40
+    ramp = 1.0 if edge == "thin" else 25.0
+    alpha = np.clip(0.5 - distance / ramp, 0, 1).astype(np.float32)
+    if layout == "view":
+        foreground, background, alpha = foreground[5:120, 7:160], background[5:120, 7:160], alpha[5:120, 7:160]
+    weight = cv2.convertScaleAbs(alpha, alpha=255.0)
+    partial = np.count_nonzero((weight > 0) & (weight < 255)) / weight.size
+    assert (partial < 1 / 32) == (edge == "thin")  # each path is taken
+    expected = effects._blend_levels(foreground, background, weight)
+    if layout == "into the background":
+        out = background.copy()
+        assert effects._blend8(foreground, out, weight, out=out) is out
+        assert np.array_equal(out, expected)
+    else:
+        assert np.array_equal(effects.blend(foreground, background, alpha), expected)
+    assert np.array_equal(expected[weight == 255], foreground[weight == 255])
+    assert np.array_equal(expected[weight == 0], background[weight == 0])
+
+
 def test_subject_alpha_picks_and_sums_classes():
     masks = np.random.default_rng(0).dirichlet(np.ones(6), size=(8, 8)).transpose(2, 0, 1).astype(np.float32)
     np.testing.assert_allclose(effects.subject_alpha(masks), 1.0 - masks[0], atol=1e-5)
