@@ -249,7 +249,8 @@ def _blend8(foreground: np.ndarray, background: np.ndarray, weight: np.ndarray,
         for rows, cols in _weighted_spans(weight):
             _blend_levels(foreground[rows, cols], background[rows, cols], weight[rows, cols], out=out[rows, cols])
         return out
-    cv2.copyTo(foreground, cv2.compare(weight, 255, cv2.CMP_EQ), out)
+    # inRange, not compare(weight, 255): OpenCV would read a 1x1 weight beside a number as a scalar.
+    cv2.copyTo(foreground, cv2.inRange(weight, 255, 255), out)
     points = cv2.findNonZero(partial)
     if points is not None:
         at = _Pixels(points)

@@ -338,6 +338,24 @@ def test_blend_equals_the_whole_frame_formula(edge, layout):
     assert np.array_equal(expected[weight == 0], background[weight == 0])
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (4, 1), (2, 2)])
+def test_tiny_frames_blend_every_pixel(shape):
+    """OpenCV reads a 1x1 or 4x1 array beside a number as a scalar; the blend must not."""
+    rng = np.random.default_rng(sum(shape))
+    foreground, background = rng.integers(0, 256, (2, *shape, 3), np.uint8)
+    weight = np.full(shape, 255, np.uint8)
+    weight.flat[0] = 100  # one partial pixel: the pixel-by-pixel path
+    pad = ((0, 8), (0, 8))
+    expected = effects._blend_levels(np.pad(foreground, pad + ((0, 0),)), np.pad(background, pad + ((0, 0),)),
+                                     np.pad(weight, pad))[:shape[0], :shape[1]]
+    assert np.array_equal(effects._blend8(foreground, background, weight), expected)
+    alpha = rng.random(shape).astype(np.float32)
+    for name in effects.COMPOSITES:
+        picture = effects.render(name, foreground, np.stack([1 - alpha, alpha]),
+                                 effects.EffectOptions(backdrop=effects.Backdrop(), hair_color=(9, 9, 9)))
+        assert picture.shape[:2] == shape
+
+
 def test_subject_alpha_picks_and_sums_classes():
     masks = np.random.default_rng(0).dirichlet(np.ones(6), size=(8, 8)).transpose(2, 0, 1).astype(np.float32)
     np.testing.assert_allclose(effects.subject_alpha(masks), 1.0 - masks[0], atol=1e-5)
