@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import UsageError
+from .postprocess import subject_classes, subject_probability
 from .refine import Halvings, estimate_foreground, halve, refine_alpha
 
 Color = tuple[int, int, int]
@@ -61,13 +62,18 @@ class EffectOptions:
         return self.classes
 
 
-def render(name: str, image: np.ndarray, confidence_masks: np.ndarray, options: EffectOptions) -> np.ndarray:
-    """The composite ``name`` (one of COMPOSITES) of one RGB uint8 image or video frame."""
+def render(name: str, image: np.ndarray, confidence_masks: Optional[np.ndarray], options: EffectOptions,
+           subject: Optional[np.ndarray] = None) -> np.ndarray:
+    """The composite ``name`` (one of COMPOSITES) of one RGB uint8 image or video frame.
+
+    ``subject``: the subject alpha already added up from the masks of ``options.classes_for(name)``
+    (SegmentationResult.subject_alpha); then ``confidence_masks`` is not read and may be None.
+    """
     make = _COMPOSITES.get(name)
     if make is None:
         raise UsageError(f"unknown composite '{name}': choose one of {', '.join(COMPOSITES)}")
     halvings = Halvings(image)  # the refinement and the blur both shrink the frame: once
-    alpha = composite_alpha(image, confidence_masks, options, name, halvings)
+    alpha = composite_alpha(image, confidence_masks, options, name, halvings, subject)
     if options.refine and name in _NEW_BACKGROUND:
         # On a new background the old one must not show through the edge: the subject's own colours.
         image = estimate_foreground(image, alpha, halvings=halvings)
@@ -75,29 +81,17 @@ def render(name: str, image: np.ndarray, confidence_masks: np.ndarray, options: 
     return make(image, alpha, options, halvings)
 
 
-def composite_alpha(image: np.ndarray, confidence_masks: np.ndarray, options: EffectOptions,
-                    name: str = "cutout", halvings: Optional[Halvings] = None) -> np.ndarray:
+def composite_alpha(image: np.ndarray, confidence_masks: Optional[np.ndarray], options: EffectOptions,
+                    name: str = "cutout", halvings: Optional[Halvings] = None,
+                    subject: Optional[np.ndarray] = None) -> np.ndarray:
     """The subject alpha, float32 (H, W), that composite ``name`` uses: refined unless options.refine is off."""
-    alpha = subject_alpha(confidence_masks, options.classes_for(name))
+    alpha = subject if subject is not None else subject_alpha(confidence_masks, options.classes_for(name))
     return refine_alpha(alpha, image, halvings=halvings) if options.refine else alpha
 
 
 def subject_alpha(confidence_masks: np.ndarray, classes: Optional[Sequence[int]] = None) -> np.ndarray:
     """Per-pixel probability that the pixel belongs to the subject, float32 (H, W) in [0, 1]."""
-    count = confidence_masks.shape[0]
-    # A model with a single output mask has no background channel: that mask is the subject.
-    default = range(1, count) if count > 1 else range(count)
-    chosen = list(classes) if classes is not None else list(default)
-    if not chosen or any(not 0 <= c < count for c in chosen):
-        raise UsageError(f"classes {chosen} do not fit a model with {count} categories")
-    if len(chosen) == 1:
-        return confidence_masks[chosen[0]]
-    # Added in place, one mask at a time: the additions np.add.reduce makes, in its order, without
-    # first copying the chosen masks (DeepLab's 20 at 1080p are 166 MB; 31 -> 8 ms).
-    total = confidence_masks[chosen[0]] + confidence_masks[chosen[1]]
-    for index in chosen[2:]:
-        np.add(total, confidence_masks[index], out=total)
-    return np.clip(total, 0.0, 1.0, out=total)
+    return subject_probability(confidence_masks, subject_classes(confidence_masks.shape[0], classes))
 
 
 # ---- the composites -------------------------------------------------------------------------

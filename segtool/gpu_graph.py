@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -42,6 +43,7 @@ class GraphOutputs:
 
     confidence: bool = True
     category: bool = False
+    subject: Optional[tuple[int, ...]] = None  # the categories whose masks the subject alpha adds up
 
 
 def onnx_available() -> bool:
@@ -69,7 +71,10 @@ def build(model_path: Path, spec, wanted: GraphOutputs) -> bytes:
         outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", "C", "H", "W"]))
     if wanted.category:
         outputs.append(helper.make_tensor_value_info("category", TensorProto.UINT8, ["batch", "H", "W"]))
+    if wanted.subject:
+        outputs.append(helper.make_tensor_value_info("subject", TensorProto.FLOAT, ["batch", "H", "W"]))
     constants = [numpy_helper.from_array(value_table(float(spec.mean), float(spec.std)), _P + "table")]
+    constants += [numpy_helper.from_array(np.asarray(c, np.int64), f"{_P}class_{c}") for c in set(wanted.subject or ())]
     constants += [numpy_helper.from_array(np.asarray(v, np.int64), _P + n) for n, v in _INT_CONSTANTS.items()]
     constants += [numpy_helper.from_array(np.asarray([v], np.float32), _P + n) for n, v in _FLOAT_CONSTANTS.items()]
     nodes = (_pre_nodes(helper, network_input, spec.input_channels) + list(graph.node)
@@ -81,7 +86,7 @@ def build(model_path: Path, spec, wanted: GraphOutputs) -> bytes:
 
 
 _INT_CONSTANTS = {"zero": [0], "two": [2], "three": [3], "channel_axis": [1]}
-_FLOAT_CONSTANTS = {"half": 0.5, "one": 1.0}
+_FLOAT_CONSTANTS = {"half": 0.5, "one": 1.0, "nothing": 0.0}
 
 
 def _pre_nodes(helper, network_input: str, input_channels: int) -> list:
@@ -109,10 +114,14 @@ def _post_nodes(helper, network_output: str, channels: int, activation: str, wan
         helper.make_node("Slice", [_P + "raw_shape", _P + "zero", _P + "two"], [_P + "nc"]),
         helper.make_node("Concat", [_P + "nc", _P + "size"], [sizes], axis=0),  # (N, C, H, W)
     ]
-    if wanted.confidence:
-        nodes += _confidence_nodes(helper, raw, sizes, channels, activation)
+    # The subject alpha adds up full-size masks on the device; they come back only if asked for.
+    masks = "confidence" if wanted.confidence else _P + "confidence"
+    if wanted.confidence or wanted.subject:
+        nodes += _confidence_nodes(helper, raw, sizes, channels, activation, masks)
     if wanted.category:
         nodes += _category_nodes(helper, raw, sizes, channels, activation)
+    if wanted.subject:
+        nodes += _subject_nodes(helper, masks, wanted.subject)
     return _named(nodes, "post/")
 
 
@@ -130,15 +139,31 @@ def _activation(helper, source: str, target: str, activation: str) -> list:
     return [helper.make_node("Identity", [source], [target])]
 
 
-def _confidence_nodes(helper, raw: str, sizes: str, channels: int, activation: str) -> list:
+def _confidence_nodes(helper, raw: str, sizes: str, channels: int, activation: str, masks: str) -> list:
     grid, up = _P + "probabilities", _P + "confidence_up"
     nodes = _activation(helper, raw, grid, activation)
-    nodes.append(helper.make_node("Resize", [grid, "", "", sizes], ["confidence" if channels > 1 else up],
+    nodes.append(helper.make_node("Resize", [grid, "", "", sizes], [masks if channels > 1 else up],
                                   mode="linear", coordinate_transformation_mode="half_pixel"))
     if channels == 1:  # (1 - p, p): background, person
         nodes += [helper.make_node("Sub", [_P + "one", up], [_P + "background"]),
-                  helper.make_node("Concat", [_P + "background", up], ["confidence"], axis=1)]
+                  helper.make_node("Concat", [_P + "background", up], [masks], axis=1)]
     return nodes
+
+
+def _subject_nodes(helper, masks: str, classes: tuple[int, ...]) -> list:
+    """postprocess.subject_probability on the device: the masks of ``classes`` added up in the
+    same order, clipped to [0, 1] (one class: its mask as it is)."""
+    picked = [f"{_P}subject_{i}" for i in range(len(classes))]
+    nodes = [helper.make_node("Gather", [masks, f"{_P}class_{c}"], [name], axis=1)
+             for c, name in zip(classes, picked)]
+    if len(classes) == 1:
+        return nodes + [helper.make_node("Identity", picked, ["subject"])]
+    total = picked[0]
+    for index, name in enumerate(picked[1:], start=1):
+        nodes.append(helper.make_node("Add", [total, name], [f"{_P}subject_sum_{index}"]))
+        total = f"{_P}subject_sum_{index}"
+    return nodes + [helper.make_node("Min", [total, _P + "one"], [_P + "subject_at_most_one"]),
+                    helper.make_node("Max", [_P + "subject_at_most_one", _P + "nothing"], ["subject"])]
 
 
 def _category_nodes(helper, raw: str, sizes: str, channels: int, activation: str) -> list:
@@ -169,9 +194,9 @@ class DeviceGraph:
         return self._session.providers
 
     def run(self, pixels: list[np.ndarray], image_size: tuple[int, int]) -> list[tuple]:
-        """``(confidence (C, H, W) or None, category (H, W) or None)`` per image, in order."""
+        """``(confidence (C, H, W), category (H, W), subject (H, W))`` per image, in order; each
+        None when not asked for."""
         batch = pixels[0][None] if len(pixels) == 1 else np.stack(pixels)
         out = self._session.run_all({_P + "pixels": batch, _P + "size": np.asarray(image_size, np.int64)})
-        confidence, category = out.get("confidence"), out.get("category")
-        return [(None if confidence is None else confidence[i], None if category is None else category[i])
-                for i in range(len(pixels))]
+        wanted = [out.get(name) for name in ("confidence", "category", "subject")]
+        return [tuple(None if each is None else each[i] for each in wanted) for i in range(len(pixels))]

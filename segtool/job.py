@@ -137,7 +137,8 @@ def write_outputs(plan: dict[str, Path], image: np.ndarray, result: Segmentation
         elif kind == "confidence":
             sio.write_npy(path, result.confidence_masks)
         else:
-            picture = effects.render(kind, image, result.confidence_masks, outputs.effect_options)
+            picture = effects.render(kind, image, result.confidence_masks, outputs.effect_options,
+                                     subject=result.subject_alpha)
             sio.write_image(path, picture, facts=None if kind == "alpha" else facts)
 
 

@@ -36,6 +36,11 @@ class ImageSegmenterOptions:
     # (`segtool image` turns it off and runs several images at once instead).
     busy_wait: bool = True
     model_buffer: Optional[bytes] = None
+    # segtool's own, for composites: also return SegmentationResult.subject_alpha, the sum of these
+    # categories' confidence masks (postprocess.subject_classes). On the device graph it is added
+    # up on the GPU, so the masks need not come back (DeepLab's 21 full-size masks are 174 MB an
+    # image at 1080p) unless output_confidence_masks asks for them.
+    output_subject_classes: Optional[tuple[int, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,10 @@ class SegmentationResult:
     """``confidence_masks``: float32 (C, H, W) in label order, or None when not asked for.
 
     ``category_mask``: uint8 (H, W) holding category indices, or None when not asked for.
+
+    ``subject_alpha``: float32 (H, W), with ImageSegmenterOptions.output_subject_classes only.
     """
 
     confidence_masks: Optional[Any] = None
     category_mask: Optional[Any] = None
+    subject_alpha: Optional[Any] = None

@@ -21,9 +21,12 @@ from __future__ import annotations
 import sys
 import threading
 from functools import lru_cache
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+
+from .errors import UsageError
 
 _F32 = np.float32
 ACTIVATIONS = ("none", "softmax", "sigmoid")
@@ -207,6 +210,31 @@ def _resize_into(plane: np.ndarray, out: np.ndarray) -> None:
     resized = cv2.resize(plane, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_LINEAR)
     if not np.may_share_memory(resized, out):  # an OpenCV that would not write into the view
         out[...] = resized
+
+
+# ---- the subject, for composites --------------------------------------------------------------
+
+def subject_classes(count: int, classes: Optional[Sequence[int]] = None) -> tuple[int, ...]:
+    """The categories a composite's subject is made of, out of ``count`` masks: ``classes``, or
+    all but the background (index 0); a model with a single output mask has no background
+    channel, and that mask is the subject."""
+    default = range(1, count) if count > 1 else range(count)
+    chosen = tuple(int(c) for c in classes) if classes is not None else tuple(default)
+    if not chosen or any(not 0 <= c < count for c in chosen):
+        raise UsageError(f"classes {list(chosen)} do not fit a model with {count} categories")
+    return chosen
+
+
+def subject_probability(masks: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+    """float32 (H, W): the chosen masks added up and clipped to [0, 1] (one mask: that mask)."""
+    if len(chosen) == 1:
+        return masks[chosen[0]]
+    # Added in place, one mask at a time: the additions np.add.reduce makes, in its order, without
+    # first copying the chosen masks (DeepLab's 20 at 1080p are 166 MB; 31 -> 8 ms).
+    total = masks[chosen[0]] + masks[chosen[1]]
+    for index in chosen[2:]:
+        np.add(total, masks[index], out=total)
+    return np.clip(total, 0.0, 1.0, out=total)
 
 
 # ---- category mask ------------------------------------------------------------------------

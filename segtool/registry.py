@@ -193,6 +193,14 @@ def verify(model: ResolvedModel, *, remembered: bool = True) -> None:
         raise ModelError(f"{model.path}: damaged model file (sha256 mismatch); {reinstall_hint(model.spec)}")
 
 
+def labels_of(model: Union[str, os.PathLike], buffer: Optional[bytes] = None, locale: str = "en") -> tuple[str, ...]:
+    """A model's category names, the model checked first (installed, intact): what a run needs
+    to know before its segmenters are made (Ray's actors, the composites' subject)."""
+    resolved = resolve(model, buffer=buffer)
+    verify(resolved)
+    return resolved.spec.labels_for(locale)
+
+
 def reinstall_hint(spec: ModelSpec) -> str:
     """How to get an intact copy, for how segtool was installed.
 

@@ -15,7 +15,7 @@ from . import registry
 from .errors import ModelError, UsageError
 from .io import to_rgb8
 from .options import ImageProcessingOptions, ImageSegmenterOptions, RunningMode, SegmentationResult
-from .postprocess import postprocess, probabilities
+from .postprocess import postprocess, probabilities, subject_classes, subject_probability
 from .preprocess import image_to_tensor, resample_to_model, validate_image
 from .runtime import (DEVICE_PROVIDERS, ExecutionPath, InferenceSession, choose_path, concurrent_runs,
                       default_batch_size, usable_cpus)
@@ -48,6 +48,8 @@ class ImageSegmenter:
         _check_options(options)
         model = registry.resolve(options.model, buffer=options.model_buffer)
         registry.verify(model)
+        if options.output_subject_classes is not None:  # indices that fit this model's categories
+            subject_classes(len(model.spec.labels_for(options.display_names_locale)), options.output_subject_classes)
         session = InferenceSession(model.path, device=options.device, num_threads=options.num_threads,
                                    spin=options.busy_wait)
         _check_signature(model, session)
@@ -200,8 +202,8 @@ class ImageSegmenter:
         """CPU work after inference for one image: its masks at the image's size."""
         self._require_open("finish")
         if prepared.on_device:
-            confidence, category = output
-            return SegmentationResult(confidence_masks=confidence, category_mask=category)
+            confidence, category, subject = output
+            return SegmentationResult(confidence_masks=confidence, category_mask=category, subject_alpha=subject)
         return self._result(output, prepared.image_size, prepared.rotation)
 
     def _run_group(self, group: list) -> list:
@@ -242,11 +244,15 @@ class ImageSegmenter:
         return self._previous_mask[:, :, None].astype(np.float32)
 
     def _result(self, raw: np.ndarray, image_size: tuple, rotation: int) -> SegmentationResult:
+        options = self._options
+        subject = options.output_subject_classes
         confidence, category = postprocess(
             raw, activation=self.spec.activation, image_size=image_size, rotation_degrees=rotation,
-            confidence=self._options.output_confidence_masks, category=self._options.output_category_mask,
+            confidence=options.output_confidence_masks or subject is not None, category=options.output_category_mask,
         )
-        return SegmentationResult(confidence_masks=confidence, category_mask=category)
+        alpha = None if subject is None else subject_probability(confidence, subject)
+        return SegmentationResult(confidence_masks=confidence if options.output_confidence_masks else None,
+                                  category_mask=category, subject_alpha=alpha)
 
     def _deliver(self, item) -> None:
         frame, timestamp_ms, processing = item
@@ -306,7 +312,7 @@ def _device_graph(options: ImageSegmenterOptions, model: registry.ResolvedModel,
     from . import gpu_graph
 
     wanted = gpu_graph.GraphOutputs(confidence=options.output_confidence_masks,
-                                    category=options.output_category_mask)
+                                    category=options.output_category_mask, subject=options.output_subject_classes)
     session = InferenceSession(gpu_graph.build(model.path, model.spec, wanted), device=options.device,
                                num_threads=options.num_threads, spin=options.busy_wait,
                                name=f"{model.path} (device graph)")
@@ -346,7 +352,11 @@ def _check_options(options: ImageSegmenterOptions) -> None:
         raise UsageError("LIVE_STREAM mode needs a result_callback")
     if not _is_live(options) and options.result_callback is not None:
         raise UsageError(f"result_callback is only for LIVE_STREAM mode, not {options.running_mode.name}")
-    if not (options.output_category_mask or options.output_confidence_masks):
+    subject = options.output_subject_classes
+    if subject is not None and (not isinstance(subject, tuple) or not subject or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in subject)):
+        raise UsageError(f"output_subject_classes must be None or a tuple of category indices, not {subject!r}")
+    if not (options.output_category_mask or options.output_confidence_masks or subject):
         raise UsageError("ask for at least one of output_category_mask and output_confidence_masks")
 
 

@@ -66,6 +66,72 @@ def test_the_graph_computes_only_what_was_asked(confidence, category, monkeypatc
     assert (result.category_mask is not None) == category
 
 
+@pytest.mark.parametrize("model, classes", [("selfie", (1,)), ("deeplab", tuple(range(1, 21))), ("deeplab", (15, 15, 9))])
+@pytest.mark.parametrize("path", ["exact", "device-graph"])
+def test_the_subject_alpha_is_the_composites_sum_without_the_masks(model, classes, path, monkeypatch):
+    """What composites add up, asked for on its own: the graph sums on the device and sends back
+    one mask instead of all of them; the exact path gives the very sum effects.subject_alpha makes."""
+    from segtool import effects
+
+    image = load_image("astronaut")
+    with _segmenter(model, "exact", monkeypatch, output_category_mask=False) as exact:
+        expected = effects.subject_alpha(exact.segment(image).confidence_masks, classes)
+    with _segmenter(model, path, monkeypatch, output_confidence_masks=False,
+                    output_subject_classes=classes) as subject:
+        result = subject.segment(image)
+        if path == "device-graph":
+            outputs = [o.name for o in subject._device_graph._session._session.get_outputs()]
+            assert outputs == ["category", "subject"]
+    assert result.confidence_masks is None and result.category_mask is not None
+    assert result.subject_alpha.shape == image.shape[:2] and result.subject_alpha.dtype == np.float32
+    if path == "exact":
+        assert np.array_equal(result.subject_alpha, expected)
+    else:
+        assert np.abs(result.subject_alpha - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize("classes", [(), (21,), (-1,), [1], (True,)])
+def test_subject_classes_that_do_not_fit_are_refused(classes, monkeypatch):
+    from segtool.errors import UsageError
+
+    with pytest.raises(UsageError, match="classes|output_subject_classes"):
+        _segmenter("deeplab", "exact", monkeypatch, output_subject_classes=classes)
+
+
+def test_composites_on_the_device_graph_ask_for_the_subject_alone(tmp_path, model_env):
+    """`--blur` without confidence masks: the graph sends back the subject, not DeepLab's 21
+    masks, and the files are the ones the masks would have made."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, name in enumerate(PARITY_IMAGES[:2]):
+        Image.fromarray(load_image(name)).save(folder / f"{i}.png")
+    files = {}
+    for path, extra in (("exact", []), ("device-graph", []), ("device-graph", ["--confidence-masks"])):
+        out = tmp_path / f"{path}{len(extra)}"
+        result = run_segtool(["image", folder, "-o", out, "--model", "deeplab", "--category-mask", "--blur",
+                              "--cutout", "--no-confidence-masks", *extra, "-b", "2"], dict(model_env, SEGTOOL_PATH=path))
+        assert result.returncode == 0, stderr_lines(result)
+        files[out.name] = snapshot(out)
+    assert files["exact0"] == files["device-graph0"]  # the same bytes: the sum is added in the same order
+    for name, content in files["device-graph1"].items():
+        if not name.endswith(".npy"):
+            assert content == files["exact0"][name]
+
+
+def test_the_cli_asks_for_the_subject_only_when_every_composite_shares_it():
+    from segtool.commands.image import _with_subject
+    from segtool.effects import EffectOptions
+
+    base = ImageSegmenterOptions(model="deeplab", output_confidence_masks=True)
+    shared = _with_subject(base, ("blur", "cutout"), EffectOptions(), 21, keep_masks=False)
+    assert shared.output_subject_classes == tuple(range(1, 21)) and not shared.output_confidence_masks
+    kept = _with_subject(base, ("blur",), EffectOptions(classes=(15,)), 21, keep_masks=True)
+    assert kept.output_subject_classes == (15,) and kept.output_confidence_masks
+    hair = EffectOptions(recolor_classes=(1,))
+    assert _with_subject(base, ("blur", "recolor"), hair, 3, keep_masks=False) is base  # two subjects
+    assert _with_subject(base, (), EffectOptions(), 21, keep_masks=False) is base  # no composite
+
+
 def test_rotated_images_take_the_exact_path(monkeypatch):
     image = load_image("coffee")
     turn = ImageProcessingOptions(rotation_degrees=90)

@@ -73,6 +73,7 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
     --strip-metadata.
     """
     from .. import io as sio
+    from .. import registry
     from ..errors import InputError
     from ..options import ImageSegmenterOptions
     from ..outputs import ImageOutputs, InputSet
@@ -117,24 +118,25 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
                          "no input found; nothing to segment")
     # The inputs read ahead, and each one as it streams in (Claims), are never written over.
     protected = InputSet([item.path for item in items.ahead] + [composite.backdrop])
-
-    def outputs_for(labels) -> ImageOutputs:
-        outputs = ImageOutputs(
-            out_dir=sio.location(out_dir), category_mask=category_mask, category_preview=palette,
-            confidence_masks=confidence_masks,
-            confidence_format=confidence_format, composites=composites,
-            effect_options=composite.effect_options(labels), composite_format=composite.format,
-            skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
-            protected=protected,
-            keep_metadata=not strip_metadata, dataset=dataset, shard_bytes=shard_size << 20,
-        )
-        sio.ensure_dir(outputs.out_dir)
-        return outputs
+    labels = registry.labels_of(options.model, options.model_buffer, options.display_names_locale)
+    effect_options = composite.effect_options(labels)
+    # A category-less --json report counts categories from the masks: they are read then too.
+    options = _with_subject(options, composites, effect_options, len(labels),
+                            keep_masks=confidence_masks or (as_json and not category_mask))
+    outputs = ImageOutputs(
+        out_dir=sio.location(out_dir), category_mask=category_mask, category_preview=palette,
+        confidence_masks=confidence_masks,
+        confidence_format=confidence_format, composites=composites,
+        effect_options=effect_options, composite_format=composite.format,
+        skip_existing=skip_existing, max_pixels=max_pixels, report_categories=as_json,
+        protected=protected,
+        keep_metadata=not strip_metadata, dataset=dataset, shard_bytes=shard_size << 20,
+    )
 
     if on_ray:
-        from ..engines.ray import model_labels, run_on_ray
+        from ..engines.ray import run_on_ray
 
-        outputs = outputs_for(model_labels(options))
+        sio.ensure_dir(outputs.out_dir)
         with progress(reporter, total, "segmenting"):
             run_on_ray(items, options, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size,
                        address=ray_address)
@@ -147,10 +149,24 @@ def image(inputs, model, device, threads, display_names_locale, category_mask, c
             path = segmenter.path
             click.echo(f"segtool: {segmenter.providers[0]}, {path.name} path: {path.reason}; "
                        f"batch size {batch_size}, {jobs} jobs", err=True)
-        outputs = outputs_for(segmenter.labels)
+        sio.ensure_dir(outputs.out_dir)
         with progress(reporter, total, "segmenting"), _target(outputs, options) as target:
             run_images(items, segmenter, outputs, on_item=reporter, jobs=jobs, batch_size=batch_size, target=target)
     raise SystemExit(reporter.summary())
+
+
+def _with_subject(options, composites, effect_options, count: int, keep_masks: bool):
+    """``options`` asking the segmenter for the composites' subject alpha, when they all take it
+    from the same categories: with the device graph it is added up on the GPU, and the full-size
+    masks (DeepLab's 21 are 174 MB an image at 1080p) come back only when ``keep_masks``."""
+    from dataclasses import replace
+
+    from ..postprocess import subject_classes
+
+    chosen = {subject_classes(count, effect_options.classes_for(name)) for name in composites}
+    if len(chosen) != 1:
+        return options
+    return replace(options, output_subject_classes=chosen.pop(), output_confidence_masks=bool(keep_masks))
 
 
 @contextlib.contextmanager

@@ -41,7 +41,8 @@ class Shards:
         composites = {}
         for name in outputs.composites:
             suffix = composite_suffix(name, loaded.item, outputs)
-            picture = effects.render(name, loaded.image, result.confidence_masks, outputs.effect_options)
+            picture = effects.render(name, loaded.image, result.confidence_masks, outputs.effect_options,
+                                     subject=result.subject_alpha)
             facts = None if name == "alpha" else loaded.facts
             composites[f"{name}{suffix}"] = sio.image_bytes(picture, suffix, facts=facts, name=str(loaded.item.path))
         height, width = loaded.image.shape[:2]

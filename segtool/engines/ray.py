@@ -70,15 +70,6 @@ def run_on_ray(items: Iterable, options: ImageSegmenterOptions, outputs: ImageOu
             ray.shutdown()
 
 
-def model_labels(options: ImageSegmenterOptions) -> tuple[str, ...]:
-    """The model's category names, checked here (installed, intact) before any actor starts."""
-    from .. import registry
-
-    model = registry.resolve(options.model, buffer=options.model_buffer)
-    registry.verify(model)
-    return model.spec.labels_for(options.display_names_locale)
-
-
 def _import_ray():
     try:
         import ray
