@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from segtool.io import read_image, read_image_and_facts
+from segtool.io import read_image, read_image_and_facts, read_image_as_stored
 from segtool.io.png_text import TEXT_EXPANSION_LIMIT, TEXT_TOTAL_LIMIT
 from segtool_process import run_segtool, stderr_lines
 
@@ -115,6 +115,26 @@ def make_case(folder: Path, name: str) -> Path:
 def test_png_with_big_text_reads_as_its_picture(tmp_path, name):
     path = make_case(tmp_path, name)
     np.testing.assert_array_equal(read_image(path), PICTURE)
+
+
+@pytest.mark.parametrize("name", ["zTXt-1.5mb", "iTXt-z-5mb", "tEXt-20mb-and-iTXt-20mb", "zTXt-3mb-after-the-picture"])
+def test_mediapipes_image_create_from_file_reads_them_too(tmp_path, name):
+    """MediaPipe's API (mp.Image.create_from_file, pixels as stored) is the same reader's other door."""
+    from segtool.mediapipe import Image as MediaPipeImage
+
+    path = make_case(tmp_path, name)
+    np.testing.assert_array_equal(read_image_as_stored(path), PICTURE)
+    np.testing.assert_array_equal(MediaPipeImage.create_from_file(str(path)).numpy_view(), PICTURE)
+
+
+def test_as_stored_refuses_a_bomb_in_the_text_with_one_line(tmp_path):
+    from segtool.errors import InputError
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_with([bomb_chunk("zTXt", TEXT_EXPANSION_LIMIT + 16 * MB)]))
+    with pytest.raises(InputError, match="decompression bomb, refused") as refused:
+        read_image_as_stored(path)
+    assert "\n" not in str(refused.value) and str(path) in str(refused.value)
 
 
 def test_pillow_alone_refuses_them_so_the_cases_test_something(tmp_path):

@@ -51,8 +51,13 @@ def read_image_and_facts(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_
 
 def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndarray, Optional["ImageFacts"]]:
     path, source = _source(path)
+    return _decoded(path, source, max_pixels, lambda data: _decode(path, data, max_pixels, with_facts))
+
+
+def _decoded(path, source, max_pixels: Optional[int], decode):
+    """``decode(source)``, its failures one line naming the file (InputError)."""
     try:
-        return _decode(path, source, max_pixels, with_facts)
+        return decode(source)
     except InputError:
         raise
     except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
@@ -62,7 +67,7 @@ def _read(path, max_pixels: Optional[int], *, with_facts: bool) -> tuple[np.ndar
     # without the text (png_text.py), which still refuses zlib bombs in that text.
     source = io.BytesIO(png_text.without_text(_whole(source), path))
     try:
-        return _decode(path, source, max_pixels, with_facts)
+        return decode(source)
     except InputError:
         raise
     except Exception as exc:
@@ -81,18 +86,17 @@ def _decode(path, source, max_pixels: Optional[int], with_facts: bool) -> tuple[
 def read_image_as_stored(path: Path, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The first frame of ``path`` as its file stores it, as MediaPipe's ``Image.create_from_file``
     reads files: uint8 (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; no EXIF orientation applied,
-    alpha kept, 16-bit reduced to 8. The same strict decoding and one-line errors as ``read_image``.
+    alpha kept, 16-bit reduced to 8. The same strict decoding and one-line errors as ``read_image``
+    (a PNG with more text than Pillow parses included).
     """
     path, source = _source(path)
-    try:
-        with _pillow_warnings_silenced(), _open(source) as image:
-            _check_pixels(path, image.size, max_pixels)
-            pixels = _pixels(image)
-    except InputError:
-        raise
-    except Exception as exc:  # decoders raise anything from OSError to SyntaxError on bad bytes
-        raise _decode_error(path, exc, max_pixels, source) from exc
-    return _as_stored(pixels)
+    return _as_stored(_decoded(path, source, max_pixels, lambda data: _stored_pixels(path, data, max_pixels)))
+
+
+def _stored_pixels(path, source, max_pixels: Optional[int]) -> np.ndarray:
+    with _pillow_warnings_silenced(), _open(source) as image:
+        _check_pixels(path, image.size, max_pixels)
+        return _pixels(image)
 
 
 def _as_stored(pixels: np.ndarray) -> np.ndarray:
