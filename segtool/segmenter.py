@@ -357,7 +357,8 @@ def _check_options(options: ImageSegmenterOptions) -> None:
             isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in subject)):
         raise UsageError(f"output_subject_classes must be None or a tuple of category indices, not {subject!r}")
     if not (options.output_category_mask or options.output_confidence_masks or subject):
-        raise UsageError("ask for at least one of output_category_mask and output_confidence_masks")
+        raise UsageError("ask for at least one of output_category_mask, output_confidence_masks and "
+                         "output_subject_classes")
 
 
 def _check_signature(model: registry.ResolvedModel, session: InferenceSession) -> None:
